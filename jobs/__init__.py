@@ -1,0 +1,1 @@
+"""Ray job entry points and the `smooth-reading` command line."""

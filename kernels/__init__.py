@@ -1,0 +1,1 @@
+"""Triton kernels with plain-PyTorch references (sliding-window attention, gated linear attention)."""

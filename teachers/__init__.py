@@ -1,0 +1,1 @@
+"""Teachers: one interface (`Teacher`) with vLLM, OpenAI-server, transformers and rule backends."""
