@@ -1,0 +1,97 @@
+"""The one document schema every source is converted into, and its validation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class DocumentError(ValueError):
+    """A document that cannot be used, with the document id, the field and the fix in the message."""
+
+    def __init__(self, document_id: str, field_name: str, problem: str, fix: str):
+        self.document_id, self.field_name, self.problem, self.fix = document_id, field_name, problem, fix
+        super().__init__(f"document {document_id!r}, field {field_name!r}: {problem}. Fix: {fix}")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where a piece of evidence lies in the context (character offsets, end exclusive)."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    question: str
+    context: str
+    answers: tuple[str, ...]
+    options: tuple[str, ...] = ()  # multiple choice: answers hold the correct option's letter ("A".."D")
+    evidence: tuple[Evidence, ...] = ()
+    source: str = ""
+    license: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["answers"], d["options"] = list(self.answers), list(self.options)
+        d["evidence"] = [asdict(e) for e in self.evidence]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Document":
+        """Build and validate a document from a plain record (jsonl line, parquet row, HF dataset row)."""
+        doc_id = str(d.get("id") or "").strip() or "<missing id>"
+        for name in ("id", "question", "context", "answers"):
+            if name not in d or d[name] is None:
+                raise DocumentError(doc_id, name, "is missing", f"add a {name!r} value to the record")
+        for name in ("id", "question", "context"):
+            if not isinstance(d[name], str):
+                raise DocumentError(doc_id, name, f"is a {type(d[name]).__name__}, not a string", "store it as text")
+        answers = d["answers"]
+        if isinstance(answers, str):
+            answers = [answers]
+        evidence = tuple(
+            e if isinstance(e, Evidence) else Evidence(int(e["start"]), int(e["end"]), str(e["text"]))
+            for e in (d.get("evidence") or ())
+        )
+        doc = cls(
+            id=d["id"],
+            question=d["question"],
+            context=d["context"],
+            answers=tuple(str(a) for a in answers),
+            options=tuple(str(o) for o in (d.get("options") or ())),
+            evidence=evidence,
+            source=str(d.get("source") or ""),
+            license=str(d.get("license") or ""),
+            metadata=dict(d.get("metadata") or {}),
+        )
+        doc.validate()
+        return doc
+
+    def validate(self) -> None:
+        if not self.id.strip():
+            raise DocumentError("<missing id>", "id", "is empty", "give every document a unique, non-empty id")
+        if not self.question.strip():
+            raise DocumentError(self.id, "question", "is empty", "give the document the question it answers")
+        if not self.context.strip():
+            raise DocumentError(self.id, "context", "is empty", "drop the document or supply its text")
+        if not self.answers or not any(a.strip() for a in self.answers):
+            raise DocumentError(self.id, "answers", "holds no answer", "add at least one reference answer")
+        if self.options:
+            letters = [chr(ord("A") + i) for i in range(len(self.options))]
+            bad = [a for a in self.answers if a not in letters]
+            if bad:
+                raise DocumentError(
+                    self.id, "answers", f"{bad} are not option letters {letters}",
+                    "for multiple choice, store the correct option's letter as the answer",
+                )
+        for e in self.evidence:
+            if not (0 <= e.start <= e.end <= len(self.context)) or self.context[e.start : e.end] != e.text:
+                raise DocumentError(
+                    self.id, "evidence", f"span [{e.start}, {e.end}) does not hold its text {e.text[:40]!r}",
+                    "record evidence as character offsets into the context",
+                )
