@@ -1,0 +1,33 @@
+"""What a user of the installed project relies on before any job runs."""
+
+import subprocess
+import sys
+
+
+def test_our_kernels_package_is_not_mistaken_for_hub_kernels():
+    # transformers probes find_spec("kernels") + the distribution version and would route model layers through
+    # Hugging Face's hub-kernels library if it believed that library was installed.
+    from transformers.utils.import_utils import is_kernels_available
+
+    import kernels
+
+    assert kernels.__file__.endswith("kernels/__init__.py")
+    assert not is_kernels_available()
+
+
+def test_pipeline_starts_without_torch():
+    # Data tools must start fast: importing pipeline must not pull in torch.
+    code = (
+        "import sys, pipeline.stream, pipeline.documents, pipeline.trajectory, pipeline.chunking, "
+        "pipeline.readers, pipeline.corpus, pipeline.metrics, pipeline.sources\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_lists_its_jobs_quickly():
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "--help"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    for job in ("generate", "train", "evaluate", "publish", "demo"):
+        assert job in out
