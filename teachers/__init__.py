@@ -1,1 +1,50 @@
 """Teachers: one interface (`Teacher`) with vLLM, OpenAI-server, transformers and rule backends."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, PromptTemplates, Teacher, TeacherError
+
+BACKENDS: tuple[str, ...] = ("rules", "vllm", "openai", "transformers")
+
+__all__ = ["BACKENDS", "Completion", "LLMTeacher", "LLMTeacherConfig", "PromptTemplates", "Teacher", "TeacherError",
+           "build_teacher", "config_from_dict"]
+
+
+def config_from_dict(cls: type, values: dict[str, Any], where: str = "teacher"):
+    """Build a config dataclass from plain values, naming unknown keys and the keys that are allowed."""
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}. Fix: use only {sorted(allowed)}")
+    return cls(**values)
+
+
+def build_teacher(config: dict[str, Any]) -> Teacher:
+    """The teacher a job config names: {"backend": "rules" | "vllm" | "openai" | "transformers", ...settings}.
+
+    Backends import their engine libraries only when chosen, so the rule teacher starts without torch or vLLM.
+    """
+    values = dict(config)
+    backend = values.pop("backend", None)
+    if backend == "rules":
+        from teachers.rules import RuleTeacher
+
+        if values:
+            raise ValueError(f"teacher 'rules': takes no settings, got {sorted(values)}. Fix: remove them")
+        return RuleTeacher()
+    if backend == "vllm":
+        from teachers.vllm_engine import VLLMTeacher, VLLMTeacherConfig
+
+        return VLLMTeacher(config_from_dict(VLLMTeacherConfig, values, "teacher 'vllm'"))
+    if backend == "openai":
+        from teachers.openai_server import OpenAIServerConfig, OpenAIServerTeacher
+
+        return OpenAIServerTeacher(config_from_dict(OpenAIServerConfig, values, "teacher 'openai'"))
+    if backend == "transformers":
+        from teachers.hf import TransformersTeacher, TransformersTeacherConfig
+
+        return TransformersTeacher(config_from_dict(TransformersTeacherConfig, values, "teacher 'transformers'"))
+    raise ValueError(f"teacher backend {backend!r} is unknown. Fix: set 'backend' to one of {list(BACKENDS)}")

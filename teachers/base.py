@@ -1,0 +1,298 @@
+"""The one interface the generate job drives, and the per-document reading loop every LLM backend shares.
+
+A teacher reads one document along a chunk plan and returns a `Trajectory`. Rounds of one document are
+sequential (round k needs the summary of round k-1); many documents are in flight at once because the job
+awaits many `read` coroutines concurrently, so an async engine batches their rounds continuously.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pipeline.documents import Document
+from pipeline.stream import ACTION_TOKEN, END, READ, STOP, Action, MalformedOutput, Summary, parse_summary_and_action
+from pipeline.trajectory import TeacherRound, Trajectory
+
+if TYPE_CHECKING:
+    from pipeline.chunking import ChunkPlan
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+PromptMode = Literal["summary", "stream"]
+ReplyKind = Literal["round", "final", "answer"]
+PROMPT_MODES: tuple[str, ...] = ("summary", "stream")
+# The parts of one prompt family; each is a file PROMPTS_DIR / f"{name}.{part}.txt".
+PROMPT_PARTS: tuple[str, ...] = ("system", "round", "stream_first", "stream_next", "last", "reask")
+
+
+class TeacherError(RuntimeError):
+    """A document the teacher could not read: names the document, the round, and quotes what went wrong."""
+
+    def __init__(self, document_id: str, round_index: int | None, problem: str, output: str | None = None):
+        self.document_id, self.round_index, self.problem, self.output = document_id, round_index, problem, output
+        where = f"document {document_id!r}" + (f", round {round_index}" if round_index is not None else "")
+        quoted = f"; output: {_quote(output)}" if output is not None else ""
+        super().__init__(f"{where}: {problem}{quoted}")
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache (0 where the backend cannot tell)
+
+
+@dataclass(frozen=True)
+class PromptTemplates:
+    """One versioned prompt family, loaded from teachers/prompts/NAME.PART.txt and rendered with str.format."""
+
+    name: str
+    system: str
+    round: str  # summary mode: question, summary so far, chunk k
+    stream_first: str  # stream mode: the question and chunk 1
+    stream_next: str  # stream mode: chunk k > 1
+    last: str  # appended when the teacher must stop and answer this round
+    reask: str  # follows a malformed reply: what was wrong, and the format again
+
+    @classmethod
+    def load(cls, name: str = "smooth_reading_v1", folder: Path = PROMPTS_DIR) -> "PromptTemplates":
+        parts = {}
+        for part in PROMPT_PARTS:
+            path = folder / f"{name}.{part}.txt"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"prompt template {name!r} has no part {part!r}: {path} is missing. "
+                    f"Fix: add the file or choose a template from {sorted(_template_names(folder))}"
+                )
+            parts[part] = path.read_text(encoding="utf-8")
+        return cls(name=name, **parts)
+
+    @property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for part in PROMPT_PARTS:
+            h.update(part.encode() + b"\0" + getattr(self, part).encode() + b"\0")
+        return h.hexdigest()
+
+
+def _template_names(folder: Path) -> set[str]:
+    return {p.name.split(".", 1)[0] for p in folder.glob("*.txt")}
+
+
+def question_text(doc: Document) -> str:
+    """The question as the reader sees it: multiple-choice options are part of it."""
+    if not doc.options:
+        return doc.question
+    letters = [chr(ord("A") + i) for i in range(len(doc.options))]
+    lines = [f"{letter}. {option}" for letter, option in zip(letters, doc.options)]
+    return doc.question + "\n" + "\n".join(lines) + "\nAnswer with the letter of the correct option."
+
+
+def check_plan(doc: Document, plan: "ChunkPlan", max_rounds: int) -> tuple[int, ...]:
+    """The plan's chunk ends, after checking they cut exactly this document's context."""
+    if plan.document_id != doc.id:
+        raise TeacherError(doc.id, None, f"chunk plan is for document {plan.document_id!r}, not this one")
+    ends = tuple(int(e) for e in plan.chunk_ends)
+    if not ends or ends[-1] != len(doc.context) or any(b <= a for a, b in zip((0,) + ends, ends)):
+        raise TeacherError(
+            doc.id, None,
+            f"chunk plan ends {list(ends[:8])}{'...' if len(ends) > 8 else ''} do not cut the context "
+            f"(length {len(doc.context)}) into non-empty chunks; rebuild the plan with pipeline.chunking.plan_chunks",
+        )
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+    return ends
+
+
+def chunk_texts(context: str, chunk_ends: tuple[int, ...]) -> list[str]:
+    starts = (0,) + chunk_ends[:-1]
+    return [context[s:e] for s, e in zip(starts, chunk_ends)]
+
+
+class Teacher(ABC):
+    """Reads a document chunk by chunk and writes the summaries, the actions and the answer."""
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """Who wrote a trajectory: name, model, sampling settings, prompt template name and sha256.
+
+        Stored in every record, so two corpora from different teachers or prompts never mix unnoticed.
+        """
+
+    @abstractmethod
+    async def read(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+        """Read `doc` along `plan`, at most `max_rounds` rounds; raise TeacherError when it cannot."""
+
+    async def close(self) -> None:
+        """Release the backend (engine processes, HTTP connections). Safe to call twice."""
+
+
+def score(doc: Document, answer: str) -> tuple[float, bool]:
+    from pipeline.metrics import score_answer
+
+    return score_answer(doc, answer)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMTeacherConfig:
+    """What every LLM backend shares; backend configs extend it."""
+
+    prompt_mode: PromptMode = "summary"
+    prompt_template: str = "smooth_reading_v1"
+    max_round_tokens: int = 256  # cap on one summary (Target/Clues/Reason + action)
+    max_answer_tokens: int = 64
+    max_retries: int = 1  # re-asks of a malformed round before the document is rejected
+
+    def __post_init__(self):
+        if self.prompt_mode not in PROMPT_MODES:
+            raise ValueError(f"prompt_mode {self.prompt_mode!r} is not one of {PROMPT_MODES}")
+        if self.max_round_tokens < 1 or self.max_answer_tokens < 1:
+            raise ValueError("max_round_tokens and max_answer_tokens must be at least 1")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
+
+
+class LLMTeacher(Teacher):
+    """The reading loop, written once for every LLM backend; a backend only implements `complete`.
+
+    Message convention for `complete`: a list of {"role", "content"} dicts; when the last message is from the
+    assistant, the backend continues that message (no new turn) — this is how the answer follows `<STOP>`.
+    """
+
+    name = "llm"
+
+    def __init__(self, config: LLMTeacherConfig):
+        self.config = config
+        self.templates = PromptTemplates.load(config.prompt_template)
+
+    @abstractmethod
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
+        """Generate one reply of `kind`, at most `max_tokens` tokens.
+
+        "round": a summary that ends with READ or STOP (the marker kept in the text); "final": the same, but the
+        round must STOP (backends that constrain decoding use this); "answer": continue the last assistant
+        message (which ends with STOP) with the answer, up to END.
+        """
+
+    def model_name(self) -> str:
+        return ""
+
+    def sampling(self) -> dict[str, Any]:
+        return {}
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model_name(),
+            "sampling": self.sampling(),
+            "prompt_mode": self.config.prompt_mode,
+            "prompt_template": self.templates.name,
+            "prompt_sha256": self.templates.sha256,
+            "max_round_tokens": self.config.max_round_tokens,
+            "max_answer_tokens": self.config.max_answer_tokens,
+        }
+
+    async def read(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+        ends = check_plan(doc, plan, max_rounds)
+        chunks = chunk_texts(doc.context, ends)
+        question = question_text(doc)
+        t = self.templates
+        n_rounds = min(len(chunks), max_rounds)
+        system = {"role": "system", "content": t.system}
+        conversation: list[dict[str, str]] = [system]  # stream mode: grows round by round
+        summary_so_far = "None yet: this is the first chunk."
+        rounds: list[TeacherRound] = []
+        cached: list[int] = []
+        retries = 0
+        answer = ""
+
+        for k in range(n_rounds):
+            final = k == n_rounds - 1
+            fields = dict(question=question, chunk=chunks[k], chunk_number=k + 1, num_chunks=len(chunks),
+                          summary=summary_so_far, last=t.last.format(chunk_number=k + 1) if final else "")
+            if self.config.prompt_mode == "stream":
+                user = (t.stream_first if k == 0 else t.stream_next).format(**fields)
+                messages = conversation + [{"role": "user", "content": user}]
+            else:
+                messages = [system, {"role": "user", "content": t.round.format(**fields)}]
+
+            prompt_tokens = completion_tokens = cached_tokens = 0
+            attempt_messages = messages
+            for attempt in range(self.config.max_retries + 1):
+                out = await self.complete(attempt_messages, self.config.max_round_tokens, "final" if final else "round")
+                prompt_tokens += out.prompt_tokens
+                completion_tokens += out.completion_tokens
+                cached_tokens += out.cached_tokens
+                raw = out.text
+                try:
+                    summary, action = _parse_round(raw, final)
+                    break
+                except MalformedOutput as e:
+                    if attempt == self.config.max_retries:
+                        raise TeacherError(
+                            doc.id, k, f"malformed output after {attempt + 1} attempt(s): {e}", raw
+                        ) from None
+                    retries += 1
+                    attempt_messages = messages + [
+                        {"role": "assistant", "content": raw},
+                        {"role": "user", "content": t.reask.format(problem=str(e), **fields)},
+                    ]
+            reply = summary.render() + (READ if action == "READ" else STOP)
+
+            if action == "STOP":
+                answer_messages = messages + [{"role": "assistant", "content": reply}]
+                out = await self.complete(answer_messages, self.config.max_answer_tokens, "answer")
+                prompt_tokens += out.prompt_tokens
+                completion_tokens += out.completion_tokens
+                cached_tokens += out.cached_tokens
+                answer = _clean_answer(out.text)
+                if not answer:
+                    raise TeacherError(doc.id, k, f"{STOP} is not followed by an answer", out.text)
+                raw = raw + out.text
+
+            rounds.append(TeacherRound(k, summary, action, raw, prompt_tokens, completion_tokens))
+            cached.append(cached_tokens)
+            if action == "STOP":
+                break
+            summary_so_far = summary.render().strip()
+            conversation = messages + [{"role": "assistant", "content": reply}]
+
+        answer_score, passed = score(doc, answer)
+        return Trajectory(
+            document_id=doc.id, question=question, context=doc.context,
+            chunk_ends=ends,
+            rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
+            answer_passed=passed, answer_score=answer_score, source=doc.source,
+            metadata={**doc.metadata, "teacher_usage": {"cached_tokens": cached, "retries": retries}},
+        )
+
+
+def _parse_round(raw: str, final: bool) -> tuple[Summary, Action]:
+    positions = {action: raw.find(token) for action, token in ACTION_TOKEN.items() if token in raw}
+    if not positions:
+        raise MalformedOutput(f"no action: expected {READ} or {STOP} after the summary, got {_quote(raw.strip())}")
+    action: Action = min(positions, key=positions.get)
+    if final and action != "STOP":
+        raise MalformedOutput(f"this was the last round, so it must end with {STOP}, but it ends with {READ}")
+    # Parsed as a READ round whatever the action: the answer after STOP is asked for in its own completion.
+    summary, _, _ = parse_summary_and_action(raw[: positions[action]] + READ)
+    return summary, action
+
+
+_ANSWER_PREFIX = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
+
+
+def _clean_answer(text: str) -> str:
+    answer = text.split(END, 1)[0]
+    for marker in (READ, STOP):
+        answer = answer.split(marker, 1)[0]
+    return _ANSWER_PREFIX.sub("", answer).strip()
+
+
+def _quote(text: str, limit: int = 300) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")

@@ -1,0 +1,92 @@
+"""The paper's rule-written trajectories, for documents whose evidence is known (needle-in-a-haystack, HotpotQA).
+
+Per chunk: Target restates the question; Clues lists the evidence read so far; Reason says which chunk brought
+which evidence, or that the chunk held nothing relevant. The teacher stops on the chunk that completes the
+evidence and answers with the reference. Deterministic: the same document and plan give the same trajectory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.documents import Document
+from pipeline.stream import READ, STOP, Summary, parse_summary_and_action
+from pipeline.trajectory import TeacherRound, Trajectory
+from teachers.base import Teacher, TeacherError, check_plan, question_text, score
+
+if TYPE_CHECKING:
+    from pipeline.chunking import ChunkPlan
+
+NO_CLUES = "None yet."
+
+
+def _one_line(text: str) -> str:
+    # Summary fields are parsed line by line: evidence with newlines must not start a new "Reason:" line.
+    return " ".join(text.split())
+
+
+class RuleTeacher(Teacher):
+    name = "rules"
+
+    def __init__(self):
+        # The rules are the template: hashing this file ties every record to the exact rules that wrote it.
+        self.rules_sha256 = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "model": "", "sampling": {}, "prompt_template": "rules_v1",
+                "prompt_sha256": self.rules_sha256}
+
+    async def read(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+        return self.read_now(doc, plan, max_rounds)
+
+    def read_now(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+        """`read` without the event loop, for callers that are not async."""
+        if not doc.evidence:
+            raise TeacherError(
+                doc.id, None,
+                "field 'evidence' is empty, so the rule teacher cannot tell which chunk holds the answer. "
+                "Fix: give the document evidence spans (character offsets into the context) or read it with an "
+                "LLM teacher (backend 'vllm', 'openai' or 'transformers')",
+            )
+        ends = check_plan(doc, plan, max_rounds)
+        # Evidence counts as read in the chunk where it ends: only then has the reader seen all of it.
+        found_in = [next(i for i, end in enumerate(ends) if e.end <= end) for e in doc.evidence]
+        last_needed = max(found_in)
+        if last_needed >= max_rounds:
+            raise TeacherError(
+                doc.id, max_rounds - 1,
+                f"the last evidence is in chunk {last_needed + 1} but at most {max_rounds} round(s) may be read; "
+                "stopping earlier would teach an answer without its evidence. Fix: raise max_rounds or use larger "
+                "chunks",
+            )
+
+        target = _one_line(f"Answer the question: {question_text(doc)}")
+        answer = doc.answers[0].strip()
+        clues: list[str] = []
+        rounds = []
+        for k in range(last_needed + 1):
+            new = [_one_line(e.text) for e, i in zip(doc.evidence, found_in) if i == k]
+            clues.extend(new)
+            clue_text = " ".join(f"({n}) {c}" for n, c in enumerate(clues, 1)) if clues else NO_CLUES
+            if new:
+                brought = "; ".join(f'"{c}"' for c in new)
+                reason = f"Chunk {k + 1} brought {len(new)} new piece(s) of evidence: {brought}."
+            else:
+                reason = f"Chunk {k + 1} held nothing relevant to the question; the clues are unchanged."
+            action = "STOP" if k == last_needed else "READ"
+            if action == "STOP":
+                reason += f" All {len(clues)} piece(s) of evidence are in hand, so the question can be answered."
+            summary = Summary(target, clue_text, reason)
+            raw = summary.render() + (STOP + answer if action == "STOP" else READ)
+            if parse_summary_and_action(raw) != (summary, action, answer if action == "STOP" else None):
+                raise TeacherError(doc.id, k, "the rule-written round does not parse back to itself", raw)
+            rounds.append(TeacherRound(k, summary, action, raw))
+
+        answer_score, passed = score(doc, answer)
+        return Trajectory(
+            document_id=doc.id, question=question_text(doc), context=doc.context, chunk_ends=ends,
+            rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
+            answer_passed=passed, answer_score=answer_score, source=doc.source, metadata=dict(doc.metadata),
+        )
