@@ -1,0 +1,177 @@
+"""The vLLM teacher: vLLM's async engine in this process, continuous batching and prefix caching.
+
+Every `complete` call is one engine request; the job awaits many documents' `read` at once, so rounds of
+different documents share batches as they arrive (no waves). In stream mode each round's prompt extends the
+previous one, so with prefix caching only the new chunk costs prefill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.stream import END, READ, STOP
+from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, ReplyKind
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class VLLMTeacherConfig(LLMTeacherConfig):
+    model: str  # a Hugging Face folder (or Hub name where the Hub can be reached)
+    dtype: str = "bfloat16"
+    max_model_len: int = 8192
+    max_num_seqs: int = 64  # documents' rounds decoded together
+    kv_cache_gb: float = 4.0  # KV cache size; on CPU the RAM reserved for it
+    sampling: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0})  # vllm.SamplingParams fields
+    structured_output: bool = False  # constrain decoding to the summary format, so small teachers always parse
+    field_max_chars: int = 400  # with structured_output: the longest Target / Clues / Reason line
+    seed: int = 0  # engine seed (sampling["seed"] seeds each request)
+
+
+# Keys of `sampling` that the teacher sets itself, per request.
+_RESERVED_SAMPLING = ("max_tokens", "stop", "include_stop_str_in_output", "skip_special_tokens", "structured_outputs")
+
+
+def summary_regex(field_max_chars: int, final: bool) -> str:
+    """The format of one summary round, as a regex for vLLM's structured output."""
+    line = f"[^\\n<]{{1,{field_max_chars}}}"
+    action = re.escape(STOP) if final else f"({re.escape(READ)}|{re.escape(STOP)})"
+    return f"Target: {line}\\nClues: {line}\\nReason: {line}\\n{action}"
+
+
+def answer_regex(field_max_chars: int) -> str:
+    return f" ?[^\\n<]{{1,{field_max_chars}}}"
+
+
+class PrefixCacheCounter:
+    """A vLLM stat logger that totals prefix-cache queries and hits (in tokens) since the engine started."""
+
+    def __init__(self):
+        self.queries = 0
+        self.hits = 0
+        self.requests = 0
+
+    def factory(self, vllm_config, engine_index: int = 0):
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        counter = self
+
+        class _Logger(StatLoggerBase):
+            def __init__(self, vllm_config, engine_index: int = 0):
+                pass
+
+            def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
+                if scheduler_stats is not None:
+                    stats = scheduler_stats.prefix_cache_stats
+                    counter.requests += stats.requests
+                    counter.queries += stats.queries
+                    counter.hits += stats.hits
+
+            def log_engine_initialized(self):
+                pass
+
+        return _Logger(vllm_config, engine_index)
+
+
+class VLLMTeacher(LLMTeacher):
+    name = "vllm"
+
+    def __init__(self, config: VLLMTeacherConfig):
+        super().__init__(config)
+        bad = [k for k in config.sampling if k in _RESERVED_SAMPLING]
+        if bad:
+            raise ValueError(f"teacher 'vllm': sampling keys {bad} are set per round by the teacher. Fix: remove them")
+        from transformers import AutoTokenizer
+        from vllm import SamplingParams
+
+        SamplingParams(**config.sampling)  # fail here, before the engine starts, on a misspelt sampling key
+        self.config: VLLMTeacherConfig = config
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+        if not self.tokenizer.chat_template:
+            raise ValueError(
+                f"teacher 'vllm': the tokenizer in {config.model} has no chat template. "
+                "Fix: use an instruction-tuned model, or set tokenizer.chat_template and save it with the model"
+            )
+        self.prefix_cache = PrefixCacheCounter()
+        self._engine = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._request_ids = itertools.count()
+
+    def model_name(self) -> str:
+        return self.config.model
+
+    def sampling(self) -> dict[str, Any]:
+        return {**self.config.sampling, "structured_output": self.config.structured_output}
+
+    def _start(self):
+        """Start the engine on the running event loop: its output handler lives on that loop."""
+        loop = asyncio.get_running_loop()
+        if self._engine is not None:
+            if loop is not self._loop:
+                raise RuntimeError(
+                    "VLLMTeacher was started on another event loop; its engine serves one loop. "
+                    "Fix: run all reads of one teacher inside one asyncio loop, or build a teacher per loop"
+                )
+            return self._engine
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(
+            model=self.config.model, dtype=self.config.dtype, max_model_len=self.config.max_model_len,
+            max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=int(self.config.kv_cache_gb * GIB),
+            enable_prefix_caching=True, seed=self.config.seed, disable_log_stats=False,
+        )
+        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[self.prefix_cache.factory])
+        self._loop = loop
+        return self._engine
+
+    def render_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        continuing = messages[-1]["role"] == "assistant"
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=not continuing, continue_final_message=continuing,
+        )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def sampling_params(self, max_tokens: int, kind: ReplyKind):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        structured = None
+        if self.config.structured_output:
+            regex = (answer_regex(self.config.field_max_chars) if kind == "answer"
+                     else summary_regex(self.config.field_max_chars, final=kind == "final"))
+            structured = StructuredOutputsParams(regex=regex)
+        return SamplingParams(
+            **self.config.sampling, max_tokens=max_tokens,
+            stop=[END] if kind == "answer" else [READ, STOP], include_stop_str_in_output=kind != "answer",
+            skip_special_tokens=False,  # the action markers are special tokens in stream tokenizers
+            structured_outputs=structured,
+        )
+
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
+        engine = self._start()
+        prompt_ids = self.render_prompt(messages)
+        params = self.sampling_params(max_tokens, kind)
+        final = None
+        async for out in engine.generate({"prompt_token_ids": prompt_ids}, params, f"teacher-{next(self._request_ids)}"):
+            final = out
+        result = final.outputs[0]
+        return Completion(
+            text=result.text, prompt_tokens=len(final.prompt_token_ids or prompt_ids),
+            completion_tokens=len(result.token_ids), cached_tokens=final.num_cached_tokens or 0,
+        )
+
+    def prefix_cache_stats(self) -> dict[str, float]:
+        """Prefix-cache queries and hits in tokens since the engine started, and the hit rate."""
+        c = self.prefix_cache
+        return {"requests": c.requests, "queries": c.queries, "hits": c.hits,
+                "hit_rate": c.hits / c.queries if c.queries else 0.0}
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
