@@ -109,6 +109,19 @@ def check_plan(doc: Document, plan: "ChunkPlan", max_rounds: int) -> tuple[int, 
     return ends
 
 
+def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """Render messages with the model's chat template; a trailing assistant message is continued, not closed."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"the tokenizer of {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template. Fix: use an "
+            "instruction-tuned model, or set tokenizer.chat_template and save it with the model"
+        )
+    continuing = messages[-1]["role"] == "assistant"
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=not continuing, continue_final_message=continuing,
+    )
+
+
 def chunk_texts(context: str, chunk_ends: tuple[int, ...]) -> list[str]:
     starts = (0,) + chunk_ends[:-1]
     return [context[s:e] for s, e in zip(starts, chunk_ends)]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.stream import END, READ, STOP
-from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, ReplyKind
+from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, chat_prompt
 
 GIB = 1 << 30
 
@@ -91,11 +91,7 @@ class VLLMTeacher(LLMTeacher):
         SamplingParams(**config.sampling)  # fail here, before the engine starts, on a misspelt sampling key
         self.config: VLLMTeacherConfig = config
         self.tokenizer = AutoTokenizer.from_pretrained(config.model)
-        if not self.tokenizer.chat_template:
-            raise ValueError(
-                f"teacher 'vllm': the tokenizer in {config.model} has no chat template. "
-                "Fix: use an instruction-tuned model, or set tokenizer.chat_template and save it with the model"
-            )
+        chat_prompt(self.tokenizer, [{"role": "user", "content": "x"}])  # no chat template: fail before the engine
         self.prefix_cache = PrefixCacheCounter()
         self._engine = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,11 +126,7 @@ class VLLMTeacher(LLMTeacher):
         return self._engine
 
     def render_prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        continuing = messages[-1]["role"] == "assistant"
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=not continuing, continue_final_message=continuing,
-        )
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(chat_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
 
     def sampling_params(self, max_tokens: int, kind: ReplyKind):
         from vllm import SamplingParams
