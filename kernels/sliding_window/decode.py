@@ -60,7 +60,7 @@ def swa_decode_kernel(
 
 
 def swa_decode(q, k_cache, v_cache, seen: torch.Tensor, window: int, scale: float) -> torch.Tensor:
-    B, HQ, D = q.shape
+    B, _, HQ, D = q.shape
     SLOTS, HKV = k_cache.shape[1], k_cache.shape[2]
     q, k_cache, v_cache = q.contiguous(), k_cache.contiguous(), v_cache.contiguous()
     o = torch.empty_like(q)

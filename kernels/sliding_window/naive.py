@@ -59,13 +59,13 @@ def sliding_window_attention_ref(
 def check_decode_inputs(
     q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, seen: torch.Tensor, window: int
 ) -> None:
-    if q.dim() != 3 or k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
+    if q.dim() != 4 or q.shape[1] != 1 or k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
         raise ValueError(
-            f"sliding_window_decode: q must be [batch, heads, head_dim] and k_cache/v_cache both "
+            f"sliding_window_decode: q must be one token [batch, 1, heads, head_dim] and k_cache/v_cache both "
             f"[batch, slots, kv_heads, head_dim], got {tuple(q.shape)}, {tuple(k_cache.shape)}, {tuple(v_cache.shape)}"
         )
     B, W, Hkv, D = k_cache.shape
-    if q.shape[0] != B or q.shape[2] != D or q.shape[1] % Hkv != 0:
+    if q.shape[0] != B or q.shape[3] != D or q.shape[2] % Hkv != 0:
         raise ValueError(
             f"sliding_window_decode: q {tuple(q.shape)} must match the cache {tuple(k_cache.shape)} in batch and "
             f"head_dim, with q heads a multiple of kv heads"
@@ -111,16 +111,17 @@ def sliding_window_decode_ref(
 ) -> torch.Tensor:
     """One query token per sequence against a ring-buffer cache.
 
-    q [B, Hq, D]; k_cache, v_cache [B, W, Hkv, D]; `seen` [B] (or an int for all) counts the tokens written so far
-    *including* the new one, whose k/v the caller has already stored at slot (seen - 1) % W. Returns [B, Hq, D].
+    q [B, 1, Hq, D]; k_cache, v_cache [B, W, Hkv, D]; `seen` [B] (or an int for all) counts the tokens written so
+    far *including* the new one, whose k/v the caller has already stored at slot (seen - 1) % W. Returns
+    [B, 1, Hq, D].
     """
     seen = as_seen_tensor(seen, q.shape[0], q.device)
     check_decode_inputs(q, k_cache, v_cache, seen, window)
     B, W, Hkv, D = k_cache.shape
-    group = q.shape[1] // Hkv
+    group = q.shape[2] // Hkv
     scale = D**-0.5 if scale is None else scale
     k = k_cache.repeat_interleave(group, dim=2).float()
     v = v_cache.repeat_interleave(group, dim=2).float()
-    scores = torch.einsum("bhd,bshd->bhs", q.float(), k) * scale
+    scores = torch.einsum("bhd,bshd->bhs", q[:, 0].float(), k) * scale
     scores = scores.masked_fill(~ring_buffer_mask(seen, W, window)[:, None, :], float("-inf"))
-    return torch.einsum("bhs,bshd->bhd", scores.softmax(-1), v).to(q.dtype)
+    return torch.einsum("bhs,bshd->bhd", scores.softmax(-1), v)[:, None].to(q.dtype)

@@ -40,8 +40,8 @@ def sliding_window_decode(
 ) -> torch.Tensor:
     """Attention of one new token per sequence over a ring-buffer cache (inference only).
 
-    q [B, Hq, D]; k_cache/v_cache [B, W, Hkv, D]. `seen` [B] (or one int) counts the tokens written so far
-    including the new one, whose k/v must already be stored at slot (seen - 1) % W. Returns [B, Hq, D].
+    q [B, 1, Hq, D]; k_cache/v_cache [B, W, Hkv, D]. `seen` [B] (or one int) counts the tokens written so far
+    including the new one, whose k/v must already be stored at slot (seen - 1) % W. Returns [B, 1, Hq, D].
     """
     seen = as_seen_tensor(seen, q.shape[0], q.device)
     check_decode_inputs(q, k_cache, v_cache, seen, window)
