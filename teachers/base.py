@@ -39,6 +39,14 @@ class TeacherError(RuntimeError):
         super().__init__(f"{where}: {problem}{quoted}")
 
 
+class RequestRejected(ValueError):
+    """The backend refuses this one request (a prompt longer than the model takes): the document is rejected."""
+
+
+class TeacherUnavailable(RuntimeError):
+    """The backend itself is down after its retries (server unreachable, engine dead): stop the job, reject nothing."""
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -120,6 +128,17 @@ def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=not continuing, continue_final_message=continuing,
     )
+
+
+def summary_regex(field_max_chars: int, final: bool) -> str:
+    """The format of one summary round, as a regex for vLLM's structured output."""
+    line = f"[^\\n<]{{1,{field_max_chars}}}"
+    action = re.escape(STOP) if final else f"({re.escape(READ)}|{re.escape(STOP)})"
+    return f"Target: {line}\\nClues: {line}\\nReason: {line}\\n{action}"
+
+
+def answer_regex(field_max_chars: int) -> str:
+    return f" ?[^\\n<]{{1,{field_max_chars}}}"
 
 
 def chunk_texts(context: str, chunk_ends: tuple[int, ...]) -> list[str]:
@@ -237,7 +256,8 @@ class LLMTeacher(Teacher):
             prompt_tokens = completion_tokens = cached_tokens = 0
             attempt_messages = messages
             for attempt in range(self.config.max_retries + 1):
-                out = await self.complete(attempt_messages, self.config.max_round_tokens, "final" if final else "round")
+                kind = "final" if final else "round"
+                out = await _complete_or_reject(self, doc, k, attempt_messages, self.config.max_round_tokens, kind)
                 prompt_tokens += out.prompt_tokens
                 completion_tokens += out.completion_tokens
                 cached_tokens += out.cached_tokens
@@ -259,7 +279,7 @@ class LLMTeacher(Teacher):
 
             if action == "STOP":
                 answer_messages = messages + [{"role": "assistant", "content": reply}]
-                out = await self.complete(answer_messages, self.config.max_answer_tokens, "answer")
+                out = await _complete_or_reject(self, doc, k, answer_messages, self.config.max_answer_tokens, "answer")
                 prompt_tokens += out.prompt_tokens
                 completion_tokens += out.completion_tokens
                 cached_tokens += out.cached_tokens
@@ -283,6 +303,14 @@ class LLMTeacher(Teacher):
             answer_passed=passed, answer_score=answer_score, source=doc.source,
             metadata={**doc.metadata, "teacher_usage": {"cached_tokens": cached, "retries": retries}},
         )
+
+
+async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index: int, messages: list[dict[str, str]],
+                              max_tokens: int, kind: ReplyKind) -> Completion:
+    try:
+        return await teacher.complete(messages, max_tokens, kind)
+    except RequestRejected as e:
+        raise TeacherError(doc.id, round_index, f"the {teacher.name} backend rejected the request: {e}") from e
 
 
 def _parse_round(raw: str, final: bool) -> tuple[Summary, Action]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.stream import END, READ, STOP
-from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, chat_prompt
+from teachers.base import (
+    Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, answer_regex, chat_prompt, summary_regex,
+)
 
 GIB = 1 << 30
 
@@ -34,17 +35,6 @@ class VLLMTeacherConfig(LLMTeacherConfig):
 
 # Keys of `sampling` that the teacher sets itself, per request.
 _RESERVED_SAMPLING = ("max_tokens", "stop", "include_stop_str_in_output", "skip_special_tokens", "structured_outputs")
-
-
-def summary_regex(field_max_chars: int, final: bool) -> str:
-    """The format of one summary round, as a regex for vLLM's structured output."""
-    line = f"[^\\n<]{{1,{field_max_chars}}}"
-    action = re.escape(STOP) if final else f"({re.escape(READ)}|{re.escape(STOP)})"
-    return f"Target: {line}\\nClues: {line}\\nReason: {line}\\n{action}"
-
-
-def answer_regex(field_max_chars: int) -> str:
-    return f" ?[^\\n<]{{1,{field_max_chars}}}"
 
 
 class PrefixCacheCounter:
@@ -147,6 +137,12 @@ class VLLMTeacher(LLMTeacher):
     async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
         engine = self._start()
         prompt_ids = self.render_prompt(messages)
+        if len(prompt_ids) + max_tokens > self.config.max_model_len:
+            raise RequestRejected(
+                f"the prompt has {len(prompt_ids)} tokens and the reply may take {max_tokens}, more than "
+                f"max_model_len {self.config.max_model_len}. Fix: plan smaller chunks, use prompt_mode 'summary' "
+                "(stream mode grows with every round), or raise max_model_len"
+            )
         params = self.sampling_params(max_tokens, kind)
         final = None
         async for out in engine.generate({"prompt_token_ids": prompt_ids}, params, f"teacher-{next(self._request_ids)}"):
