@@ -1,0 +1,493 @@
+"""Distil a Smooth Reading corpus into a recurrent student with DeepSpeed: config, model, step, loop.
+
+`run_training(spec)` is what every worker runs (in-process, or one per GPU under Ray Train): it builds the student,
+wraps it in a DeepSpeed engine, resumes from the run's latest checkpoint if there is one, trains to `max_steps`
+writing metrics and checkpoints, and exports a Hugging Face folder at the end. Data preparation (tokenizer, tokenized
+corpus) happens once, before the workers start (jobs/train.py).
+
+The loss of an optimizer step is the mean over every loss token of every row of the step (all micro-batches, all
+ranks), as if the step were one large batch: each micro-batch contributes its summed token losses divided by the
+step's loss-token count, and DeepSpeed's averaging over ranks is undone by the same count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudentConfig:
+    kind: str = "swa"  # swa (sliding-window attention) | gla (gated linear attention)
+    init: str = "scratch"  # "scratch", or a Hugging Face Llama / Mistral / Qwen2 folder to convert
+    window: int = 256  # swa: tokens each query sees
+    # The architecture below is used from scratch only; a converted checkpoint keeps its own.
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
+    vocab_size: int = 1024  # of the tokenizer trained on the corpus
+    seed: int = 0  # weight initialisation
+
+
+@dataclass
+class DataConfig:
+    seq_len: int = 1024  # tokens per packed row (the paper trains at 32k)
+    seed: int = 0  # sample order: a pure function of (seed, epoch)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    gradient_clipping: float = 1.0
+
+
+@dataclass
+class EngineConfig:
+    zero_stage: int = 1  # 0 | 1 | 2 | 3
+    precision: str = "auto"  # auto (bf16 where the accelerator has it, else fp32) | bf16 | fp32
+    activation_checkpointing: bool = False
+    gradient_accumulation: int = 1  # micro-batches (packed rows) per rank per optimizer step
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 100  # optimizer steps between checkpoints (and one at the end and on SIGTERM)
+    keep_last: int = 2
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    num_workers: int = 0  # 0: one per GPU of the cluster (one on a machine without GPUs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return _from_dict(cls, d or {}, "")
+
+
+def _from_dict(cls, d: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in d.items():
+        default = getattr(cls(), name)
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {where}{name} must be a mapping, got {value!r}")
+            kwargs[name] = _from_dict(type(default), value, f"{where}{name}.")
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    config = cls(**kwargs)
+    if isinstance(config, StudentConfig) and config.kind not in ("swa", "gla"):
+        raise ValueError(f"student.kind must be 'swa' or 'gla', got {config.kind!r}")
+    if isinstance(config, EngineConfig):
+        if config.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"engine.zero_stage must be 0, 1, 2 or 3, got {config.zero_stage!r}")
+        if config.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"engine.precision must be auto, bf16 or fp32, got {config.precision!r}")
+    return config
+
+
+def use_bf16(precision: str) -> bool:
+    import torch
+
+    if precision == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
+def deepspeed_config(config: TrainConfig, world_size: int) -> dict:
+    """The DeepSpeed JSON for this run. Optimizer and scheduler are passed to deepspeed.initialize as objects
+    (torch AdamW, a warm-up + cosine LambdaLR), so the JSON holds no optimizer section; the run's config.yaml has
+    their settings. Activation checkpointing is the model's own (gradient_checkpointing_enable), not DeepSpeed's."""
+    engine = config.engine
+    zero: dict = {"stage": engine.zero_stage}
+    if engine.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": 1,  # one packed row
+        "gradient_accumulation_steps": engine.gradient_accumulation,
+        "train_batch_size": engine.gradient_accumulation * world_size,
+        "gradient_clipping": config.optim.gradient_clipping,
+        "zero_optimization": zero,
+        "bf16": {"enabled": use_bf16(engine.precision)},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,  # our own metrics log every step
+        "wall_clock_breakdown": False,
+    }
+
+
+def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
+    """Multiplier of the peak learning rate for optimizer step `step` (0-based): linear warm-up, then cosine."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(model, optim: OptimConfig):
+    """AdamW with no weight decay on norms, biases and embeddings-free 1-D parameters."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
+    )
+
+
+def build_student(student: StudentConfig, tokenizer):
+    """A fresh student sized by the config, or one converted from a self-attention checkpoint.
+
+    `tokenizer` must already hold the stream tokens (jobs/train.py prepares it); a converted student's embeddings are
+    grown to its length.
+    """
+    import torch
+
+    from students.convert import convert_to_gla, convert_to_sliding_window
+    from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
+    from students.swa import SlidingWindowConfig, SlidingWindowForCausalLM
+
+    torch.manual_seed(student.seed)
+    if student.init != "scratch":
+        if student.kind == "swa":
+            model = convert_to_sliding_window(student.init, student.window)
+        else:
+            model = convert_to_gla(student.init)
+        if len(tokenizer) > model.config.vocab_size:
+            model.resize_token_embeddings(len(tokenizer))
+        return model.float().train()
+    shared = dict(
+        vocab_size=len(tokenizer), hidden_size=student.hidden_size, intermediate_size=student.intermediate_size,
+        num_hidden_layers=student.num_hidden_layers, num_attention_heads=student.num_attention_heads,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    if student.kind == "swa":
+        model = SlidingWindowForCausalLM(
+            SlidingWindowConfig(window=student.window, num_key_value_heads=student.num_key_value_heads, **shared)
+        )
+    else:
+        model = GatedLinearAttentionForCausalLM(GatedLinearAttentionConfig(**shared))
+    return model.train()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a worker needs, as plain values (it crosses into Ray workers)."""
+
+    run_dir: str
+    config: dict  # TrainConfig.to_dict()
+    corpus_dir: str
+    corpus_manifest_hash: str
+
+
+# Run-folder layout, shared with jobs/train.py.
+def tokenizer_dir(run_dir: Path) -> Path:
+    return run_dir / "tokenizer"
+
+
+def tokenized_dir(run_dir: Path) -> Path:
+    return run_dir / "tokenized"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def export_dir(run_dir: Path) -> Path:
+    return run_dir / "export"
+
+
+def metrics_path(run_dir: Path) -> Path:
+    return run_dir / "metrics.jsonl"
+
+
+STOPPED_BY_SIGNAL = 143  # 128 + SIGTERM: a checkpoint was written; rerun to resume
+
+
+def setup_distributed() -> None:
+    """Join the process group a launcher set up (Ray Train, torchrun), or start a world of one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    import torch.distributed
+
+    if not torch.distributed.is_initialized():
+        for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_training(spec: RunSpec | dict) -> int:
+    """Train (or resume) the run in `spec.run_dir` to `max_steps`; returns 0, or STOPPED_BY_SIGNAL after SIGTERM."""
+    if isinstance(spec, dict):
+        spec = RunSpec(**spec)
+    setup_distributed()
+    import deepspeed
+    import deepspeed.comm as dist
+    import torch
+    from transformers import AutoTokenizer
+
+    from students.checkpoint import load_checkpoint, save_checkpoint
+    from students.data import PackedBatches, TokenizedCorpus
+
+    run_dir = Path(spec.run_dir)
+    config = TrainConfig.from_dict(spec.config)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(run_dir))
+    model = build_student(config.student, tokenizer)
+    if config.engine.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    optimizer = build_optimizer(model, config.optim)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_factor(step, config.optim.warmup_steps, config.max_steps, config.optim.min_lr_ratio),
+    )
+    ds_config = deepspeed_config(config, world_size)
+    if rank == 0:
+        (run_dir / "deepspeed.json").write_text(json.dumps(ds_config, indent=2) + "\n")
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config)
+
+    batches = PackedBatches(
+        TokenizedCorpus(tokenized_dir(run_dir)), config.data.seq_len, config.data.seed,
+        config.engine.gradient_accumulation, rank, world_size,
+    )
+    state = load_checkpoint(engine, checkpoint_dir(run_dir))
+    resumed = state is not None
+    if state is None:
+        from students.checkpoint import TrainState
+
+        state = TrainState()
+    metrics = MetricsLog(metrics_path(run_dir), keep_through_step=state.step, enabled=rank == 0)
+    if rank == 0:
+        log.info(
+            "%s at step %d of %d (epoch %d, step %d of %d in the epoch); %d ranks, %d streams, %d left out as too long",
+            "resuming" if resumed else "starting", state.step, config.max_steps, state.position.epoch,
+            state.position.step, batches.steps_in_epoch(state.position.epoch), world_size, len(batches.corpus),
+            batches.dropped_too_long,
+        )
+
+    stop = _SigtermFlag()
+    progress = ProgressBar(rank, state.step, config.max_steps)
+    try:
+        while state.step < config.max_steps:
+            start = time.perf_counter()
+            lr = engine.get_lr()[0]  # the rate this step uses; the scheduler advances inside the step
+            micro_batches = batches.micro_batches(state.position)
+            loss, tokens = train_step(engine, micro_batches, device)
+            stop_requested = stop.raised
+            totals = torch.tensor([loss, float(tokens), float(stop_requested)], dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            step_time = time.perf_counter() - start
+            state.step += 1
+            state.position = batches.next_position(state.position)
+            state.tokens_seen += int(totals[1].item())
+            record = {
+                "step": state.step,
+                "loss": totals[0].item() / world_size,
+                "lr": lr,
+                "grad_norm": _float_or_none(engine.get_global_grad_norm()),
+                "tokens": int(totals[1].item()),
+                "tokens_per_s": totals[1].item() / step_time,
+                "step_time_s": step_time,
+                "epoch": state.position.epoch,
+                "tokens_seen": state.tokens_seen,
+            }
+            metrics.write(record)
+            progress.update(record)
+            stopping = totals[2].item() > 0
+            if state.step % config.checkpoint.every == 0 or state.step == config.max_steps or stopping:
+                save_checkpoint(engine, checkpoint_dir(run_dir), state, config.checkpoint.keep_last)
+            if stopping:
+                if rank == 0:
+                    log.warning("stopped by SIGTERM at step %d; checkpoint saved, rerun the same command to resume", state.step)
+                return STOPPED_BY_SIGNAL
+    finally:
+        progress.close()
+        metrics.close()
+        stop.restore()
+
+    export(engine, tokenizer, config, spec, state, rank)
+    return 0
+
+
+def train_step(engine, micro_batches, device) -> tuple[float, int]:
+    """One optimizer step over this rank's micro-batches; returns (this rank's share of the step loss, its tokens)."""
+    import deepspeed.comm as dist
+    import torch
+    import torch.nn.functional as F
+
+    loss_tokens = torch.tensor(
+        [float(sum(int((row.labels != -100).sum()) for row in micro_batches))], dtype=torch.float64, device=device
+    )
+    dist.all_reduce(loss_tokens)
+    # DeepSpeed averages gradients over ranks; scaling by world_size / total makes the result sum / total.
+    normaliser = max(loss_tokens.item(), 1.0) / dist.get_world_size()
+    total_loss, tokens = 0.0, 0
+    for row in micro_batches:
+        inputs = row.model_inputs(device)
+        labels = inputs.pop("labels")
+        logits = engine(**inputs).logits
+        summed = F.cross_entropy(
+            logits[0, :-1].float(), labels[0, 1:], ignore_index=-100, reduction="sum"
+        )
+        loss = summed / normaliser
+        engine.backward(loss, scale_wrt_gas=False)
+        engine.step()
+        total_loss += loss.item()
+        tokens += row.num_tokens
+    return total_loss, tokens
+
+
+def export(engine, tokenizer, config: TrainConfig, spec: RunSpec, state, rank: int) -> None:
+    from students.checkpoint import ExportInfo, consolidated_state_dict, export_hf
+
+    state_dict = consolidated_state_dict(engine)  # every rank takes part in the gather
+    if rank != 0:
+        return
+    run_dir = Path(spec.run_dir)
+    losses = [(r["step"], r["loss"]) for r in read_metrics(metrics_path(run_dir))]
+    info = ExportInfo(
+        student=config.student.kind,
+        base_model=None if config.student.init == "scratch" else config.student.init,
+        corpus=spec.corpus_dir,
+        corpus_manifest_hash=spec.corpus_manifest_hash,
+        steps=state.step,
+        tokens_seen=state.tokens_seen,
+        seq_len=config.data.seq_len,
+        losses=losses,
+        config=config.to_dict(),
+    )
+    out = export_hf(engine.module, state_dict, tokenizer, export_dir(run_dir), info)
+    log.info("exported the student to %s", out)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsLog:
+    """RUN_DIR/metrics.jsonl, one record per optimizer step (and TensorBoard when it is installed).
+
+    On resume, records past the checkpoint's step (written by the run that was killed) are dropped, so the file
+    always describes the one training trajectory that the checkpoints continue.
+    """
+
+    def __init__(self, path: Path, keep_through_step: int, enabled: bool):
+        self.enabled = enabled
+        self.file = None
+        self.tensorboard = None
+        if not enabled:
+            return
+        kept = [r for r in read_metrics(path) if r["step"] <= keep_through_step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.file = open(path, "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(path.parent / "tensorboard"))
+        except ImportError:
+            self.tensorboard = None
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tensorboard is not None:
+            for key in ("loss", "lr", "tokens_per_s", "grad_norm"):
+                if record.get(key) is not None:
+                    self.tensorboard.add_scalar(f"train/{key}", record[key], record["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+class ProgressBar:
+    def __init__(self, rank: int, initial: int, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", file=sys.stderr, disable=rank != 0)
+
+    def update(self, record: dict) -> None:
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}",
+                             step_s=f"{record['step_time_s']:.2f}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _SigtermFlag:
+    """Turns SIGTERM into a flag the loop checks after each step, so the run can checkpoint before it exits."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (some launchers): SIGTERM keeps its default behaviour
+            self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _float_or_none(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
