@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any
 
 from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, PromptTemplates, Teacher, TeacherError
@@ -19,6 +19,10 @@ def config_from_dict(cls: type, values: dict[str, Any], where: str = "teacher"):
     unknown = sorted(set(values) - allowed)
     if unknown:
         raise ValueError(f"{where}: unknown setting(s) {unknown}. Fix: use only {sorted(allowed)}")
+    required = sorted(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ValueError(f"{where}: setting(s) {missing} are required. Fix: add them to the teacher config")
     return cls(**values)
 
 

@@ -263,7 +263,7 @@ class LLMTeacher(Teacher):
                 cached_tokens += out.cached_tokens
                 raw = out.text
                 try:
-                    summary, action = _parse_round(raw, final)
+                    summary, action, reply = _parse_round(raw, final)
                     break
                 except MalformedOutput as e:
                     if attempt == self.config.max_retries:
@@ -275,7 +275,6 @@ class LLMTeacher(Teacher):
                         {"role": "assistant", "content": raw},
                         {"role": "user", "content": t.reask.format(problem=str(e), **fields)},
                     ]
-            reply = summary.render() + (READ if action == "READ" else STOP)
 
             if action == "STOP":
                 answer_messages = messages + [{"role": "assistant", "content": reply}]
@@ -298,8 +297,7 @@ class LLMTeacher(Teacher):
         answer_score, passed = score(doc, answer)
         return Trajectory(
             document_id=doc.id, question=question, context=doc.context,
-            chunk_ends=ends,
-            rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
+            chunk_ends=ends, rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
             answer_passed=passed, answer_score=answer_score, source=doc.source,
             metadata={**doc.metadata, "teacher_usage": {"cached_tokens": cached, "retries": retries}},
         )
@@ -313,7 +311,11 @@ async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index:
         raise TeacherError(doc.id, round_index, f"the {teacher.name} backend rejected the request: {e}") from e
 
 
-def _parse_round(raw: str, final: bool) -> tuple[Summary, Action]:
+def _parse_round(raw: str, final: bool) -> tuple[Summary, Action, str]:
+    """The summary, the action, and the reply as the model wrote it up to and including the action marker.
+
+    The conversation continues with the model's own text (not a re-rendering) so the prefix cache still holds it.
+    """
     positions = {action: raw.find(token) for action, token in ACTION_TOKEN.items() if token in raw}
     if not positions:
         raise MalformedOutput(f"no action: expected {READ} or {STOP} after the summary, got {_quote(raw.strip())}")
@@ -322,7 +324,7 @@ def _parse_round(raw: str, final: bool) -> tuple[Summary, Action]:
         raise MalformedOutput(f"this was the last round, so it must end with {STOP}, but it ends with {READ}")
     # Parsed as a READ round whatever the action: the answer after STOP is asked for in its own completion.
     summary, _, _ = parse_summary_and_action(raw[: positions[action]] + READ)
-    return summary, action
+    return summary, action, raw[: positions[action] + len(ACTION_TOKEN[action])]
 
 
 _ANSWER_PREFIX = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
