@@ -114,7 +114,9 @@ class GatedLinearAttention(nn.Module):
                 dim=1,
             )
         else:
-            mixer = kernels.fused_recurrent_gated_linear_attention if T == 1 else kernels.chunk_gated_linear_attention
+            # The fused recurrent kernel decodes one token without a backward; the chunked one computes the same.
+            decoding = T == 1 and not (torch.is_grad_enabled() and q.requires_grad)
+            mixer = kernels.fused_recurrent_gated_linear_attention if decoding else kernels.chunk_gated_linear_attention
             o, state = mixer(q, k, v, g, initial_state=cache.states[self.layer_idx], output_final_state=True)
             cache.states[self.layer_idx] = state.float()
 
