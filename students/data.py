@@ -50,10 +50,10 @@ class TokenizedStream:
 def tokenize_stream(stream: RenderedStream, tokenizer) -> TokenizedStream:
     """Token ids and loss mask of one rendered stream, from the tokenizer's character offsets.
 
-    No BOS or other special token is added: the stream's own `<query>` marker opens every document, exactly as the
-    reader feeds it at inference.
+    The tokenizer's own special tokens (a BOS, for Llama's) are added exactly as students.reading feeds the stream at
+    inference; they cover no character of the text, so the mask gives them no loss.
     """
-    enc = tokenizer(stream.text, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(stream.text, add_special_tokens=True, return_offsets_mapping=True)
     offsets = [tuple(o) for o in enc["offset_mapping"]]
     return TokenizedStream(list(enc["input_ids"]), loss_mask_for_offsets(stream.spans, offsets))
 
