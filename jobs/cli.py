@@ -11,7 +11,9 @@ import importlib
 import sys
 
 # subcommand -> module; a job is listed here once it exists.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "train": "jobs.train",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

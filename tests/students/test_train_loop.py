@@ -106,9 +106,9 @@ def test_training_resumes_exactly_under_each_engine_setting(tmp_path, stream_tok
 
 @pytest.mark.slow
 def test_training_lowers_the_loss(tmp_path, stream_tokenizer):
-    run = _run_dir(tmp_path, stream_tokenizer, trajectories=8)
+    run = _run_dir(tmp_path, stream_tokenizer, trajectories=6)
     config = TrainConfig.from_dict({
-        "max_steps": 30,
+        "max_steps": 20,
         "student": {"window": 64, "hidden_size": 32, "intermediate_size": 64},
         "data": {"seq_len": 1536},
         "optim": {"lr": 3e-3, "warmup_steps": 3},
@@ -116,4 +116,4 @@ def test_training_lowers_the_loss(tmp_path, stream_tokenizer):
     })
     assert run_training(RunSpec(str(run), config.to_dict(), "hotpot", "manifest-hash")) == 0
     losses = [r["loss"] for r in read_metrics(metrics_path(run))]
-    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
