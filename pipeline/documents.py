@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,10 +55,26 @@ class Document:
         answers = d["answers"]
         if isinstance(answers, str):
             answers = [answers]
-        evidence = tuple(
-            e if isinstance(e, Evidence) else Evidence(int(e["start"]), int(e["end"]), str(e["text"]))
-            for e in (d.get("evidence") or ())
-        )
+        if not isinstance(answers, (list, tuple)):
+            raise DocumentError(doc_id, "answers", f"is a {type(answers).__name__}", "store a list of reference answers")
+        try:
+            evidence = tuple(
+                e if isinstance(e, Evidence) else Evidence(int(e["start"]), int(e["end"]), str(e["text"]))
+                for e in (d.get("evidence") or ())
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise DocumentError(
+                doc_id, "evidence", f"holds an entry that is not {{start, end, text}} ({type(e).__name__}: {e})",
+                "record evidence as a list of {start, end, text} with character offsets into the context",
+            ) from e
+        metadata = d.get("metadata") or {}
+        if isinstance(metadata, str):  # parquet corpora store metadata as JSON text
+            try:
+                metadata = json.loads(metadata)
+            except json.JSONDecodeError as e:
+                raise DocumentError(doc_id, "metadata", f"is text but not JSON ({e.msg})", "store a JSON object") from e
+        if not isinstance(metadata, dict):
+            raise DocumentError(doc_id, "metadata", f"is a {type(metadata).__name__}", "store metadata as an object")
         doc = cls(
             id=d["id"],
             question=d["question"],
@@ -67,7 +84,7 @@ class Document:
             evidence=evidence,
             source=str(d.get("source") or ""),
             license=str(d.get("license") or ""),
-            metadata=dict(d.get("metadata") or {}),
+            metadata=dict(metadata),
         )
         doc.validate()
         return doc

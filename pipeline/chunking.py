@@ -1,0 +1,228 @@
+"""Rule-based hierarchical chunking, token counters, and per-document chunk plans.
+
+Chunks are described by their END character offsets, the convention of `Trajectory.chunk_ends`: chunk i is
+`text[ends[i-1]:ends[i]]` with `ends[-1] == len(text)`. Chunking is lossless (the chunks concatenate back to the
+text exactly), every chunk is non-empty and counts at most `max_tokens`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pipeline.documents import Document, DocumentError
+
+
+class TokenCounter(Protocol):
+    def count(self, text: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class WordEstimate:
+    """The paper's estimate: 1.5 tokens per whitespace-separated word, rounded up."""
+
+    tokens_per_word: float = 1.5
+
+    def count(self, text: str) -> int:
+        return math.ceil(self.tokens_per_word * len(text.split()))
+
+
+class TokenizerCounter:
+    """Exact counts from a tokenizer: any object with `encode` (Hugging Face, `tokenizers.Tokenizer`, tiktoken).
+
+    Special tokens (BOS and the like) are not counted: a chunk is text inside a stream, not a sequence of its own.
+    """
+
+    def __init__(self, tokenizer: Any):
+        if not callable(getattr(tokenizer, "encode", None)):
+            raise TypeError(
+                f"{type(tokenizer).__name__} has no encode method. Fix: pass a Hugging Face tokenizer, a "
+                "tokenizers.Tokenizer, or any object whose encode(text) returns token ids"
+            )
+        self.tokenizer = tokenizer
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        try:
+            encoded = self.tokenizer.encode(text, add_special_tokens=False)
+        except TypeError:  # encoders without the keyword (tiktoken) add no special tokens anyway
+            encoded = self.tokenizer.encode(text)
+        return len(getattr(encoded, "ids", encoded))
+
+
+# Cut points, strongest first. Each delimiter stays at the end of the piece before it, so pieces concatenate back
+# to the text exactly. After the last level comes the hard split.
+DELIMITER_LEVELS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"\n{3,}"),  # sections
+    re.compile(r"\n\n+"),  # paragraphs
+    re.compile(r"\n"),  # lines
+    re.compile(r"[.?!] +"),  # sentences
+    re.compile(r"\s+"),  # words
+)
+
+
+def chunk_document(text: str, max_tokens: int, counter: TokenCounter) -> tuple[int, ...]:
+    """Cut `text` into chunks of at most `max_tokens` tokens; returns the chunk end offsets.
+
+    Greedy packing on the strongest delimiter: a piece (section, paragraph, line, sentence, word) that does not fit
+    in the current chunk starts the next one if it fits in a chunk on its own; only a piece bigger than a whole
+    chunk is cut, at the next weaker delimiter, and a word bigger than a chunk is split by characters.
+    """
+    if not text:
+        raise ValueError("cannot chunk an empty text: there is nothing to read. Fix: drop the document")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    packer = _Packer(text, max_tokens, counter)
+    packer.add(0, len(text), 0)
+    packer.flush()
+    return tuple(packer.ends)
+
+
+class _Packer:
+    """The chunk being built is text[start:end]; finished chunks' ends are in `ends`."""
+
+    def __init__(self, text: str, max_tokens: int, counter: TokenCounter):
+        self.text, self.max_tokens, self.counter = text, max_tokens, counter
+        self.ends: list[int] = []
+        self.start = self.end = 0
+
+    def fits(self, start: int, end: int) -> bool:
+        return self.counter.count(self.text[start:end]) <= self.max_tokens
+
+    def flush(self) -> None:
+        if self.end > self.start:
+            self.ends.append(self.end)
+            self.start = self.end
+
+    def add(self, start: int, end: int, level: int) -> None:
+        """Append text[start:end] (start == self.end) to the chunks."""
+        if self.fits(self.start, end):
+            self.end = end
+            return
+        if self.end > self.start and self.fits(start, end):
+            self.flush()
+            self.end = end
+            return
+        if level == len(DELIMITER_LEVELS):
+            self.hard_split(end)
+            return
+        cuts = [m.end() for m in DELIMITER_LEVELS[level].finditer(self.text, start, end) if m.end() < end] + [end]
+        i = 0
+        while i < len(cuts):
+            j = self.furthest_fitting(cuts, i)
+            if j >= i:
+                self.end = cuts[j]
+                i = j + 1
+            else:
+                self.add(self.end, cuts[i], level + 1)
+                i += 1
+
+    def furthest_fitting(self, cuts: Sequence[int], i: int) -> int:
+        """The largest j >= i with text[start:cuts[j]] within budget, or i - 1 when cuts[i] already overflows.
+
+        Galloping then bisecting keeps the number of counts logarithmic in the pieces per chunk, and each count
+        covers about one chunk, so chunking stays linear in the text even with an exact tokenizer.
+        """
+        good, step = i - 1, 1
+        bad = len(cuts)
+        while good + step < len(cuts):
+            if self.fits(self.start, cuts[good + step]):
+                good += step
+                step *= 2
+            else:
+                bad = good + step
+                break
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if self.fits(self.start, cuts[mid]):
+                good = mid
+            else:
+                bad = mid
+        return good
+
+    def hard_split(self, end: int) -> None:
+        """The last resort for a run of text with no delimiter that is bigger than a chunk: cut by characters."""
+        while self.end < end:
+            if self.fits(self.start, end):
+                self.end = end
+                return
+            offsets = range(self.end + 1, end + 1)
+            k = self.furthest_fitting(offsets, 0)
+            if k >= 0:
+                self.end = offsets[k]
+                self.flush()
+            elif self.end > self.start:
+                self.flush()
+            else:
+                raise ValueError(
+                    f"max_tokens={self.max_tokens} is less than one character costs ({self.text[self.end]!r} counts "
+                    f"{self.counter.count(self.text[self.end])} tokens with {type(self.counter).__name__}). "
+                    "Fix: use a larger chunk size"
+                )
+
+
+def chunk_size_for(document_id: str, seed: int, low: int, high: int) -> int:
+    """A chunk size in [low, high] drawn per document, the same in every process and on every machine.
+
+    Training on many chunk sizes lets one student serve them all (the paper draws 128-4096 tokens).
+    """
+    if not 1 <= low <= high:
+        raise ValueError(f"chunk size range must satisfy 1 <= low <= high, got low={low}, high={high}")
+    digest = hashlib.sha256(f"{seed}\x00{document_id}".encode()).digest()
+    return low + int.from_bytes(digest[:8], "big") % (high - low + 1)
+
+
+def check_chunk_size(chunk_tokens: int, window: int, force: bool = False) -> None:
+    """Refuse chunks a sliding-window student cannot read whole: above half its window, unless forced."""
+    if chunk_tokens < 1 or window < 1:
+        raise ValueError(f"chunk size and window must be positive, got chunk_tokens={chunk_tokens}, window={window}")
+    if chunk_tokens > window // 2 and not force:
+        collapse = " (larger than the window itself: accuracy collapses to 0% in the paper)" if chunk_tokens > window else ""
+        raise ValueError(
+            f"chunk size {chunk_tokens} is above half the student's window {window}{collapse}. The window must "
+            "hold a whole chunk plus the summary that carries the task across rounds; C <= W/2 is the paper's "
+            f"recipe (W=4096, C=2048: 100% on needle-in-a-haystack). Fix: use a chunk size of at most {window // 2}, "
+            "or pass force=True to measure the failure on purpose"
+        )
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How one document is cut: the chunk size it drew and the chunk end offsets into its context."""
+
+    document_id: str
+    chunk_tokens: int
+    chunk_ends: tuple[int, ...]
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.chunk_ends)
+
+
+def plan_chunks(doc: Document, low: int, high: int, seed: int, counter: TokenCounter,
+                question_budget: float = 1.0) -> ChunkPlan:
+    """Draw the document's chunk size and cut its context.
+
+    `question_budget` is the most tokens the question may take, as a fraction of the chunk size: the question is
+    read once at the start and restated in every summary's Target, so it must fit well inside a chunk.
+    """
+    chunk_tokens = chunk_size_for(doc.id, seed, low, high)
+    question_tokens = counter.count(doc.question)
+    limit = math.floor(question_budget * chunk_tokens)
+    if question_tokens > limit:
+        raise DocumentError(
+            doc.id, "question",
+            f"has {question_tokens} tokens, more than its budget of {limit} ({question_budget:g} x the chunk size "
+            f"{chunk_tokens} drawn from [{low}, {high}])",
+            "shorten the question, or raise the lower chunk size so every draw leaves room for it",
+        )
+    try:
+        ends = chunk_document(doc.context, chunk_tokens, counter)
+    except ValueError as e:
+        raise DocumentError(doc.id, "context", str(e), "use a larger chunk size") from e
+    return ChunkPlan(doc.id, chunk_tokens, ends)
