@@ -13,6 +13,8 @@ import sys
 # subcommand -> module; a job is listed here once it exists.
 COMMANDS: dict[str, str] = {
     "train": "jobs.train",
+    "evaluate": "jobs.evaluate",
+    "publish": "jobs.publish",
 }
 
 

@@ -1,0 +1,134 @@
+"""Publish a corpus or a checkpoint with its card: to a local folder laid out as a Hub repository, or to the Hub.
+
+A dataset folder holds README.md (the dataset card; its YAML `configs` point at data/train-*.parquet, so
+`datasets.load_dataset(folder)` reads it), the parquet shards, manifest.json and statistics.json. A model folder
+holds the checkpoint's files as they are and README.md (the model card). To the Hub: the same folder is built in a
+temporary directory, the repository is created (private unless --public) and the folder uploaded in one commit.
+The token comes from the HF_TOKEN environment variable and is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# Corpus files a published dataset carries beside its shards; rejects.jsonl stays behind (it quotes documents that
+# failed validation, which need not be redistributable).
+DATASET_SIDE_FILES: tuple[str, ...] = ("manifest.json", "statistics.json")
+# Training-run leftovers that never belong in a published checkpoint.
+MODEL_SKIP: tuple[str, ...] = ("optimizer*", "global_step*", "*.pt", "latest", "zero_to_fp32.py", "rng_state*")
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    local_dir: Path | None = None
+    repo_id: str | None = None
+    public: bool = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--dataset", type=Path, metavar="CORPUS_DIR", help="a corpus written by `generate`")
+    what.add_argument("--model", type=Path, metavar="HF_FOLDER", help="a checkpoint folder (e.g. RUN_DIR/export)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", type=Path, metavar="LOCAL_DIR", help="write a Hub-layout folder here")
+    where.add_argument("--repo-id", metavar="USER/NAME", help="upload to this Hub repository (token: $HF_TOKEN)")
+    parser.add_argument("--public", action="store_true", help="create the Hub repository public (default: private)")
+
+
+def run(args: argparse.Namespace) -> int:
+    target = PublishTarget(local_dir=args.to, repo_id=args.repo_id, public=args.public)
+    if args.dataset is not None:
+        where = publish_dataset(args.dataset, target)
+    else:
+        where = publish_model(args.model, target)
+    print(f"published to {where}")
+    return 0
+
+
+def publish_dataset(corpus_dir: Path, target: PublishTarget) -> str:
+    return _publish(lambda folder, load_path: stage_dataset(corpus_dir, folder, load_path), "dataset", target)
+
+
+def publish_model(model_dir: Path, target: PublishTarget) -> str:
+    return _publish(lambda folder, load_path: stage_model(model_dir, folder, load_path), "model", target)
+
+
+def _publish(stage, repo_type: str, target: PublishTarget) -> str:
+    if target.local_dir is not None:
+        stage(target.local_dir, str(target.local_dir))
+        return str(target.local_dir)
+    if not target.repo_id:
+        raise ValueError("nowhere to publish. Fix: give --to LOCAL_DIR or --repo-id USER/NAME")
+    token = hub_token()
+    with tempfile.TemporaryDirectory(prefix="smooth-reading-publish-") as tmp:
+        stage(Path(tmp), target.repo_id)
+        return push_folder(Path(tmp), target.repo_id, repo_type, private=not target.public, token=token)
+
+
+def hub_token() -> str:
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if not token:
+        raise RuntimeError(
+            "no Hugging Face token: publishing to the Hub reads it from the HF_TOKEN environment variable. "
+            "Fix: export HF_TOKEN=... (a token with write access), or publish to a local folder with --to"
+        )
+    return token
+
+
+def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool, token: str) -> str:
+    """Create the repository (private by default; an existing one is kept as it is) and upload the folder."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    api.upload_folder(
+        repo_id=repo_id, repo_type=repo_type, folder_path=folder,
+        commit_message=f"smooth-reading: publish {repo_type}",
+    )
+    return str(url)
+
+
+def stage_dataset(corpus_dir: Path, folder: Path, load_path: str) -> None:
+    """Lay the corpus out as a Hub dataset repository in `folder`: card, shards, manifest, statistics."""
+    from data_cards import dataset_card
+
+    corpus_dir = Path(corpus_dir)
+    shards = sorted((corpus_dir / "data").glob("train-*.parquet"))
+    if not shards:
+        raise FileNotFoundError(
+            f"{corpus_dir} holds no shards at data/train-*.parquet. Fix: point --dataset at a corpus folder written "
+            f"by `smooth-reading generate`"
+        )
+    card = dataset_card(corpus_dir, load_path=load_path)
+    folder = Path(folder)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for old in (folder / "data").glob("train-*.parquet"):
+        old.unlink()  # a republished corpus may have fewer shards
+    for shard in shards:
+        shutil.copy2(shard, folder / "data" / shard.name)
+    for name in DATASET_SIDE_FILES:
+        if (corpus_dir / name).is_file():
+            shutil.copy2(corpus_dir / name, folder / name)
+    card.save(folder / "README.md")
+
+
+def stage_model(model_dir: Path, folder: Path, load_path: str) -> None:
+    """Lay the checkpoint out as a Hub model repository in `folder`: its files and a model card."""
+    from data_cards import model_card
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{model_dir} has no config.json, so it is not a Hugging Face checkpoint folder. Fix: point --model at "
+            f"the exported folder (RUN_DIR/export)"
+        )
+    card = model_card(model_dir, load_path=load_path)
+    folder = Path(folder)
+    if folder.resolve() != model_dir.resolve():
+        shutil.copytree(model_dir, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*MODEL_SKIP, "README.md"))
+    card.save(folder / "README.md")

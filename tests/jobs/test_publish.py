@@ -1,0 +1,91 @@
+"""Publishing: a local folder laid out as a Hub repository, and the Hub requests that would be sent (not sent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+
+from jobs.cli import main
+
+TOKEN = "hf_secret_test_token_0123456789"
+
+
+class RecordedHub:
+    """HfApi's create_repo / upload_folder intercepted: what would be sent is recorded, nothing leaves the machine."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[tuple[str, dict]] = []
+        hub = self
+
+        def create_repo(api, repo_id, **kwargs):
+            hub.calls.append(("create_repo", {"repo_id": repo_id, "token": api.token, **kwargs}))
+            return f"https://huggingface.co/{repo_id}"
+
+        def upload_folder(api, **kwargs):
+            folder = Path(kwargs["folder_path"])
+            files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+            hub.calls.append(("upload_folder", {**kwargs, "token": api.token, "files": files}))
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+
+
+def test_model_to_local_folder_loads_back_with_its_card(exported_student, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import students  # noqa: F401
+
+    out = tmp_path / "hub" / "model"
+    assert main(["publish", "--model", str(exported_student), "--to", str(out)]) == 0
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {p.name for p in out.iterdir()}
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "transformers" and "smooth-reading" in card.data.tags
+
+    original = AutoModelForCausalLM.from_pretrained(exported_student).eval()
+    published = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    ids = tokenizer("<query>Who wrote it?\n<chunk>Some text.<summary>", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(original(ids).logits, published(ids).logits)
+
+
+def test_model_to_hub_creates_private_repo_and_uploads_card_and_weights(exported_student, monkeypatch, capsys):
+    hub = RecordedHub(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert main(["publish", "--model", str(exported_student), "--repo-id", "someone/tiny-swa"]) == 0
+
+    (name, create), (name2, upload) = hub.calls
+    assert (name, name2) == ("create_repo", "upload_folder")
+    assert create["repo_id"] == "someone/tiny-swa" and create["repo_type"] == "model"
+    assert create["private"] is True and create["token"] == TOKEN
+    assert upload["repo_id"] == "someone/tiny-swa" and upload["repo_type"] == "model" and upload["token"] == TOKEN
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= set(upload["files"])
+    assert upload["files"]["model.safetensors"] == (exported_student / "model.safetensors").read_bytes()
+    assert 'from_pretrained("someone/tiny-swa")' in upload["files"]["README.md"].decode()
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
+
+
+def test_public_flag_makes_a_public_repo(exported_student, monkeypatch):
+    hub = RecordedHub(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    main(["publish", "--model", str(exported_student), "--repo-id", "someone/tiny-swa", "--public"])
+    assert hub.calls[0][1]["private"] is False
+
+
+def test_hub_without_token_fails_before_any_request(exported_student, monkeypatch):
+    hub = RecordedHub(monkeypatch)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(RuntimeError, match="HF_TOKEN"):
+        main(["publish", "--model", str(exported_student), "--repo-id", "someone/tiny-swa"])
+    assert hub.calls == []
+
+
+def test_model_folder_without_config_is_refused(tmp_path):
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        main(["publish", "--model", str(tmp_path / "weights"), "--to", str(tmp_path / "out")])
