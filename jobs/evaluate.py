@@ -1,0 +1,434 @@
+"""Evaluate a student: Smooth Reading (EMR) against one-round reading, with a self-attention teacher as reference.
+
+Tasks: `niah` (needle-in-a-haystack grid, lengths x depths), `hotpotqa` (long HotpotQA built from the shipped
+questions), `quality` (the shipped QuALITY story, multiple choice) and `longbench:PATH[:METRIC]` (any
+LongBench-format jsonl: `input`, `context`, `answers`, `all_classes`, `length`), scored the way LongBench scores it.
+
+Modes: `emr` reads the chunks of `pipeline.chunking.chunk_document` in one continuous stream with
+`students.reading.smooth_read` (chunk size <= window / 2, checked); `one-round` gives the same student the whole
+context at once (`students.reading.one_round_read`); `teacher` is the same one-round reading by a self-attention
+Hugging Face causal LM, as the reference row. Writes results.json, results.md, accuracy.png and predictions.jsonl
+to the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.documents import Document
+
+MODES: tuple[str, ...] = ("emr", "one-round", "teacher")
+MODE_TITLES: dict[str, str] = {"emr": "EMR (Smooth Reading)", "one-round": "one-round", "teacher": "teacher one-round"}
+TASKS: tuple[str, ...] = ("niah", "hotpotqa", "quality")
+
+# LongBench's metric per task name (its eval.py dataset2metric), for the English tasks scored by the metrics we
+# share with it: QA F1, ROUGE-L for summarisation, accuracy over `all_classes` for classification.
+LONGBENCH_METRICS: dict[str, str] = {
+    **{name: "f1" for name in ("narrativeqa", "qasper", "multifieldqa_en", "hotpotqa", "2wikimqa", "musique",
+                               "triviaqa")},
+    **{name: "rouge_l" for name in ("gov_report", "qmsum", "multi_news", "samsum")},
+    "trec": "accuracy",
+}
+LONGBENCH_METRIC_NAMES: tuple[str, ...] = ("f1", "rouge_l", "accuracy")
+# Few-shot tasks whose models continue the pattern past the answer: LongBench scores the first line only.
+LONGBENCH_FIRST_LINE: frozenset[str] = frozenset({"trec", "triviaqa", "samsum", "lsht"})
+# Chinese tasks are scored on jieba words / characters in LongBench; the shared metrics split on whitespace.
+LONGBENCH_CHINESE: frozenset[str] = frozenset({"multifieldqa_zh", "dureader", "vcsum", "lsht", "passage_retrieval_zh"})
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One document of one task, with the length bucket it is reported under and how it is scored."""
+
+    task: str
+    length: int  # tokens: the built length for synthetic tasks, the power-of-two bucket for natural ones
+    doc: Document
+    metric: str = "answer"  # "answer": pipeline.metrics.score_answer; otherwise a LongBench metric name
+    all_classes: tuple[str, ...] = ()
+    first_line_only: bool = False
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=lambda: ["niah"])
+    lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # NIAH / long-HotpotQA, in tokens
+    depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    n_per_cell: int = 2  # NIAH documents per (length, depth)
+    n_per_length: int = 10  # long-HotpotQA documents per length
+    max_documents: int = 0  # QuALITY / LongBench: at most this many questions per task (0: all)
+    chunk_tokens: int = 0  # 0: half the student's window
+    max_new_tokens: int = 32  # answer tokens
+    max_summary_tokens: int = 128  # per summary; a summary that runs longer is closed by the reader
+    seed: int = 0
+    modes: list[str] = field(default_factory=lambda: ["emr", "one-round"])
+
+
+# ---------------------------------------------------------------------------------------------------------- LongBench
+def parse_longbench_spec(spec: str) -> tuple[Path, str | None]:
+    """`longbench:PATH[:METRIC]` -> (PATH, METRIC or None)."""
+    rest = spec.split(":", 1)[1] if ":" in spec else ""
+    metric = None
+    head, _, tail = rest.rpartition(":")
+    if head and tail in LONGBENCH_METRIC_NAMES:
+        rest, metric = head, tail
+    if not rest:
+        raise ValueError(f"task {spec!r}: no file. Fix: write longbench:PATH/TO/TASK.jsonl[:{'|'.join(LONGBENCH_METRIC_NAMES)}]")
+    return Path(rest), metric
+
+
+def longbench_metric(task_name: str, records: list[dict[str, Any]], metric: str | None) -> str:
+    """The metric LongBench uses for this task: named explicitly, by task name, or by the presence of classes."""
+    if metric is not None:
+        return metric
+    if task_name in LONGBENCH_CHINESE or task_name.endswith("_zh"):
+        raise ValueError(
+            f"LongBench task {task_name!r} is Chinese; LongBench scores it on jieba words or characters, which the "
+            f"shared metrics do not do. Fix: name a metric explicitly (longbench:PATH:f1) if whitespace tokens are "
+            f"acceptable, or leave the task out"
+        )
+    if task_name in LONGBENCH_METRICS:
+        return LONGBENCH_METRICS[task_name]
+    if any(r.get("all_classes") for r in records):
+        return "accuracy"
+    return "f1"
+
+
+def longbench_items(spec: str, max_documents: int, count_tokens) -> list[EvalItem]:
+    """Read a LongBench-format jsonl into evaluation items; a line that cannot be used names the line and field."""
+    path, metric = parse_longbench_spec(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"task {spec!r}: {path} does not exist. Fix: point longbench: at a jsonl file")
+    task_name = path.stem
+    records = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        for name in ("input", "context", "answers"):
+            if name not in record:
+                raise ValueError(
+                    f"{path}:{line_number}: field {name!r} is missing. Fix: LongBench lines carry input, context, "
+                    f"answers (and all_classes, length)"
+                )
+        records.append((line_number, record))
+        if max_documents and len(records) >= max_documents:
+            break
+    metric = longbench_metric(task_name, [r for _, r in records], metric)
+    items = []
+    for line_number, record in records:
+        answers = record["answers"] if isinstance(record["answers"], list) else [record["answers"]]
+        doc = Document.from_dict({
+            "id": str(record.get("_id") or f"{task_name}-{line_number}"),
+            "question": record["input"] or "Summarize the text.",
+            "context": record["context"],
+            "answers": answers,
+            "source": f"longbench:{task_name}",
+            "metadata": {"longbench_length": record.get("length")},
+        })
+        items.append(EvalItem(
+            task=task_name, length=length_bucket(count_tokens(doc.context)), doc=doc, metric=metric,
+            all_classes=tuple(record.get("all_classes") or ()), first_line_only=task_name in LONGBENCH_FIRST_LINE,
+        ))
+    return items
+
+
+def length_bucket(tokens: int) -> int:
+    """Natural documents are reported under the next power of two of their token count (at least 1024)."""
+    return max(1024, 2 ** math.ceil(math.log2(max(tokens, 1))))
+
+
+def classification_score(prediction: str, reference: str, all_classes: tuple[str, ...]) -> float:
+    """LongBench's classification score: 1 / (number of classes named) when the reference is among them."""
+    named = [c for c in all_classes if c in prediction]
+    named = [c for c in named if not (c in reference and c != reference)]
+    return 1.0 / len(named) if reference in named else 0.0
+
+
+def score_item(item: EvalItem, prediction: str) -> float:
+    """Score in [0, 1]; LongBench metrics take the best over the references, as LongBench does."""
+    from pipeline.metrics import rouge_l, score_answer, token_f1
+
+    if item.metric == "answer":
+        return float(score_answer(item.doc, prediction)[0])
+    if item.first_line_only:
+        prediction = prediction.lstrip("\n").split("\n")[0]
+    if item.metric == "f1":
+        scores = [token_f1(prediction, ref) for ref in item.doc.answers]
+    elif item.metric == "rouge_l":
+        scores = [rouge_l(prediction, ref) for ref in item.doc.answers]
+    elif item.metric == "accuracy":
+        scores = [classification_score(prediction, ref, item.all_classes) for ref in item.doc.answers]
+    else:
+        raise ValueError(f"metric {item.metric!r} is unknown. Fix: use one of {LONGBENCH_METRIC_NAMES}")
+    return max(scores)
+
+
+# ------------------------------------------------------------------------------------------------------------ results
+def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-document records -> one row per (task, mode, length): mean score in percent and the document count."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["task"], r["mode"], r["length"])].append(r)
+    rows = []
+    for (task, mode, length), group in sorted(groups.items(), key=lambda kv: (kv[0][0], MODES.index(kv[0][1]), kv[0][2])):
+        first = group[0]
+        rows.append({
+            "task": task, "mode": mode, "length": length, "window": first["window"],
+            "chunk_tokens": first["chunk_tokens"], "metric": first["metric"], "model": first["model"],
+            "score": round(100.0 * sum(r["score"] for r in group) / len(group), 2), "n": len(group),
+            "seconds_per_document": round(sum(r["seconds"] for r in group) / len(group), 3),
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """One line per (task, length), one column per mode, with each cell `score (n)`."""
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    cells: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        cells[(r["task"], r["length"])][r["mode"]] = r
+    windows = sorted({r["window"] for r in rows if r["mode"] != "teacher" and r["window"]})
+    lines = [
+        "| task | length (tokens) | length / window | " + " | ".join(MODE_TITLES[m] for m in modes) + " |",
+        "|---|---:|---:|" + "---:|" * len(modes),
+    ]
+    for (task, length), by_mode in sorted(cells.items()):
+        ratio = f"{length / windows[0]:g}x" if len(windows) == 1 else ""
+        values = [f"{by_mode[m]['score']:.1f} ({by_mode[m]['n']})" if m in by_mode else "" for m in modes]
+        lines.append(f"| {task} | {length} | {ratio} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict[str, Any]], records: list[dict[str, Any]], output: Path, header: str) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    with (output / "predictions.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    (output / "results.md").write_text(
+        f"{header}\n\nScores in percent (documents in brackets); metric per task: "
+        + ", ".join(sorted({f"{r['task']}: {r['metric']}" for r in rows})) + ".\n\n" + markdown_table(rows)
+    )
+    plot_accuracy(rows, output / "accuracy.png")
+
+
+def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
+    """Score against length, one panel per task, one line per mode; the student's window as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for mode in MODES:
+            points = sorted((r["length"], r["score"]) for r in rows if r["task"] == task and r["mode"] == mode)
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=MODE_TITLES[mode])
+        windows = {r["window"] for r in rows if r["task"] == task and r["mode"] != "teacher" and r["window"]}
+        for w in windows:
+            ax.axvline(w, color="grey", linestyle="--", linewidth=1, label=f"student window ({w})")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-5, 105)
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("score (%)")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------------------------------------------- tasks
+def build_items(config: EvalConfig, counter) -> list[EvalItem]:
+    """The documents of every task, each with the length it is reported under."""
+    from pipeline.sources import long_hotpotqa, niah_documents, quality_documents
+
+    items: list[EvalItem] = []
+    for task in config.tasks:
+        if task == "niah":
+            docs = niah_documents(config.lengths, config.depths, config.n_per_cell, config.seed, counter)
+            items += [EvalItem("niah", int(d.metadata["length"]), d) for d in docs]
+        elif task == "hotpotqa":
+            docs = long_hotpotqa(config.lengths, config.n_per_length, config.seed, counter)
+            items += [EvalItem("hotpotqa", int(d.metadata["length"]), d) for d in docs]
+        elif task == "quality":
+            docs = list(quality_documents())
+            if config.max_documents:
+                docs = docs[: config.max_documents]
+            items += [EvalItem("quality", length_bucket(counter.count(d.context)), d) for d in docs]
+        elif task.startswith("longbench:"):
+            items += longbench_items(task, config.max_documents, counter.count)
+        else:
+            raise ValueError(f"task {task!r} is unknown. Fix: use {', '.join(TASKS)} or longbench:PATH[:METRIC]")
+    return items
+
+
+# ------------------------------------------------------------------------------------------------------------ reading
+@dataclass
+class Reader:
+    """A loaded model, how it reads, and what the rows say about it."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    window: int | None  # None: no window (linear-attention state, or a self-attention teacher)
+    knows_stream: bool  # the tokenizer has the stream markers: it reads in the EMR format
+
+
+def load_reader(folder: Path) -> Reader:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import students  # noqa: F401  (registers the student classes with AutoModelForCausalLM)
+    from pipeline.stream import SPECIAL_TOKENS
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json. Fix: point at a Hugging Face model folder (RUN_DIR/export)")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    vocab = tokenizer.get_vocab()
+    return Reader(
+        name=folder.name if folder.name not in ("export", "") else folder.parent.name, model=model,
+        tokenizer=tokenizer, window=getattr(model.config, "window", None),
+        knows_stream=all(t in vocab for t in SPECIAL_TOKENS),
+    )
+
+
+def resolve_chunk_tokens(reader: Reader, chunk_tokens: int) -> int:
+    """The EMR chunk size: asked for, or half the window; checked against the window."""
+    from pipeline.chunking import check_chunk_size
+
+    if not chunk_tokens:
+        if reader.window is None:
+            raise ValueError(f"{reader.name} has no window to derive a chunk size from. Fix: pass --chunk-tokens N")
+        chunk_tokens = reader.window // 2
+    if reader.window is not None:
+        check_chunk_size(chunk_tokens, reader.window)
+    return chunk_tokens
+
+
+def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, counter, config: EvalConfig) -> dict:
+    """Read one document in one mode; the per-document record (prediction, score, cost)."""
+    from pipeline.chunking import chunk_document
+    from students.reading import one_round_read, smooth_read
+    from teachers.base import question_text
+
+    question = question_text(item.doc)
+    start = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if mode == "emr":
+        chunks = chunk_document(item.doc.context, chunk_tokens, counter)
+        result = smooth_read(reader.model, reader.tokenizer, question, chunks, config.max_summary_tokens,
+                             config.max_new_tokens)
+        prediction = result.answer
+        extra = {"chunks": len(chunks), "chunks_read": result.chunks_read, "stopped_early": result.stopped_early,
+                 "parsed_rounds": result.parsed_rounds, "tokens_generated": result.tokens_generated}
+    elif reader.knows_stream:
+        result = one_round_read(reader.model, reader.tokenizer, question, item.doc.context, config.max_summary_tokens,
+                                config.max_new_tokens)
+        prediction = result.answer
+        extra = {"tokens_generated": result.tokens_generated}
+    else:
+        prediction = chat_read(reader, question, item.doc.context, config.max_new_tokens)
+    return {
+        "task": item.task, "mode": mode, "length": item.length, "model": reader.name,
+        "window": reader.window, "chunk_tokens": chunk_tokens if mode == "emr" else None, "metric": item.metric,
+        "document_id": item.doc.id, "prediction": prediction, "references": list(item.doc.answers),
+        "score": score_item(item, prediction), "seconds": round(time.perf_counter() - start, 3), **extra,
+    }
+
+
+def chat_read(reader: Reader, question: str, context: str, max_new_tokens: int) -> str:
+    """One-round reading by a model that does not know the stream format: its chat template, greedy decoding."""
+    import torch
+
+    from teachers.base import chat_prompt
+
+    prompt = chat_prompt(reader.tokenizer, [{
+        "role": "user",
+        "content": f"Read the text and answer the question with a short answer only.\n\n{context}\n\nQuestion: {question}",
+    }])
+    ids = reader.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        out = reader.model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=reader.tokenizer.pad_token_id or reader.tokenizer.eos_token_id)
+    return reader.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+# -------------------------------------------------------------------------------------------------------------- the job
+def evaluate(model_dir: Path, output: Path, config: EvalConfig, teacher_dir: Path | None = None) -> list[dict]:
+    """Read every task's documents in every mode; write results.json, results.md, accuracy.png, predictions.jsonl."""
+    from tqdm import tqdm
+
+    from pipeline.chunking import TokenizerCounter
+
+    student = load_reader(model_dir)
+    if not student.knows_stream:
+        raise ValueError(f"{model_dir}: its tokenizer lacks the stream markers, so it cannot read in the EMR format. "
+                         "Fix: evaluate a student exported by `smooth-reading train`")
+    counter = TokenizerCounter(student.tokenizer)
+    chunk_tokens = resolve_chunk_tokens(student, config.chunk_tokens)
+    items = build_items(config, counter)
+    jobs = [(student, mode) for mode in config.modes if mode != "teacher"]
+    if teacher_dir is not None:
+        jobs.append((load_reader(teacher_dir), "teacher"))
+    records = []
+    for reader, mode in jobs:
+        for item in tqdm(items, desc=f"{mode} ({reader.name})", unit="doc"):
+            records.append(read_item(reader, item, mode, chunk_tokens, counter, config))
+    rows = aggregate(records)
+    header = (f"# Evaluation of {student.name}\n\nwindow {student.window} tokens, EMR chunks of {chunk_tokens} tokens"
+              + (f"; teacher {jobs[-1][0].name}" if teacher_dir is not None else ""))
+    write_results(rows, records, Path(output), header)
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="the student: a Hugging Face folder (RUN_DIR/export)")
+    parser.add_argument("--output", required=True, type=Path, help="folder for results.json, results.md, accuracy.png")
+    parser.add_argument("--tasks", default="niah",
+                        help="comma-separated: niah, hotpotqa, quality, longbench:PATH[:f1|rouge_l|accuracy]")
+    parser.add_argument("--lengths", type=int, nargs="+", help="NIAH / long-HotpotQA lengths in tokens")
+    parser.add_argument("--depths", type=float, nargs="+", help="NIAH needle depths in [0, 1]")
+    parser.add_argument("--n", type=int, help="NIAH documents per (length, depth); long-HotpotQA documents per length")
+    parser.add_argument("--max-documents", type=int, help="QuALITY / LongBench: at most this many questions per task")
+    parser.add_argument("--chunk-tokens", type=int, default=0, help="EMR chunk size (default: half the window)")
+    parser.add_argument("--modes", default="emr,one-round", help="comma-separated: emr, one-round")
+    parser.add_argument("--teacher", type=Path, help="a self-attention Hugging Face causal LM: one-round reference row")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    config = EvalConfig(tasks=[t for t in args.tasks.split(",") if t], modes=[m for m in args.modes.split(",") if m],
+                        chunk_tokens=args.chunk_tokens, seed=args.seed)
+    bad = [m for m in config.modes if m not in MODES or m == "teacher"]
+    if bad:
+        raise ValueError(f"modes {bad} are unknown. Fix: use emr and/or one-round (the teacher row comes with --teacher)")
+    if args.lengths:
+        config.lengths = args.lengths
+    if args.depths:
+        config.depths = args.depths
+    if args.n:
+        config.n_per_cell = config.n_per_length = args.n
+    if args.max_documents:
+        config.max_documents = args.max_documents
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = evaluate(args.model, args.output, config_from_args(args), args.teacher)
+    print((Path(args.output) / "results.md").read_text())
+    print(f"wrote {len(rows)} rows to {Path(args.output) / 'results.json'}")
+    return 0
