@@ -71,7 +71,7 @@ def test_custom_scale_is_applied():
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("slots, window", [(8, 8), (12, 8)])
 def test_decode_over_a_ring_buffer_equals_the_full_forward(slots, window, dtype):
-    B, T, Hq, Hkv, D = 2, 30, 4, 2, 16
+    B, T, Hq, Hkv, D = 2, 20, 4, 2, 16
     q, k, v = qkv(B, T, Hq, Hkv, D, dtype, seed=1)
     full = sliding_window_attention_ref(q, k, v, window)
     k_cache = torch.zeros(B, slots, Hkv, D, dtype=dtype, device=DEVICE)
