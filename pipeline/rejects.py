@@ -51,13 +51,23 @@ def write_rejects(path: str | os.PathLike, rejects: Iterable[Reject]) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
+    # A crash mid-write can leave a torn last line; start on a fresh line so the next record stays whole.
+    torn = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
     with path.open("a", encoding="utf-8") as f:
+        if torn:
+            f.write("\n")
         for reject in rejects:
             f.write(json.dumps(reject.to_dict(), ensure_ascii=False) + "\n")
             n += 1
         f.flush()
         os.fsync(f.fileno())
     return n
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def read_rejects(path: str | os.PathLike) -> list[Reject]:
