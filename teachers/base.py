@@ -8,6 +8,7 @@ awaits many `read` coroutines concurrently, so an async engine batches their rou
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -218,7 +219,8 @@ class LLMTeacher(Teacher):
         return {}
 
     def identity(self) -> dict[str, Any]:
-        return {
+        # As it reads back from a stored record (JSON: e.g. logit_bias token ids become string keys).
+        return json.loads(json.dumps({
             "name": self.name,
             "model": self.model_name(),
             "sampling": self.sampling(),
@@ -227,7 +229,7 @@ class LLMTeacher(Teacher):
             "prompt_sha256": self.templates.sha256,
             "max_round_tokens": self.config.max_round_tokens,
             "max_answer_tokens": self.config.max_answer_tokens,
-        }
+        }, sort_keys=True))
 
     async def read(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
         ends = check_plan(doc, plan, max_rounds)

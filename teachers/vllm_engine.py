@@ -31,6 +31,7 @@ class VLLMTeacherConfig(LLMTeacherConfig):
     structured_output: bool = False  # constrain decoding to the summary format, so small teachers always parse
     field_max_chars: int = 400  # with structured_output: the longest Target / Clues / Reason line
     seed: int = 0  # engine seed (sampling["seed"] seeds each request)
+    enforce_eager: bool = False  # skip graph compilation: slower decoding, much faster start (tests, small runs)
 
 
 # Keys of `sampling` that the teacher sets itself, per request.
@@ -110,6 +111,7 @@ class VLLMTeacher(LLMTeacher):
             model=self.config.model, dtype=self.config.dtype, max_model_len=self.config.max_model_len,
             max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=int(self.config.kv_cache_gb * GIB),
             enable_prefix_caching=True, seed=self.config.seed, disable_log_stats=False,
+            enforce_eager=self.config.enforce_eager,
         )
         self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[self.prefix_cache.factory])
         self._loop = loop
