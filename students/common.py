@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
 def segment_bounds(cu_seqlens: torch.Tensor | None, length: int) -> list[tuple[int, int]]:
@@ -63,3 +64,23 @@ def cache_nbytes(cache) -> int:
             if isinstance(value, torch.Tensor):
                 total += value.numel() * value.element_size()
     return total
+
+
+def wants_cache(use_cache: bool | None, config, training: bool, cu_seqlens: torch.Tensor | None) -> bool:
+    if use_cache is not None:
+        return use_cache
+    # A cache only pays off when decoding; training on packed rows never wants one.
+    return bool(config.use_cache) and not training and cu_seqlens is None
+
+
+def causal_lm_output(
+    model, hidden_states, cache, labels, logits_to_keep: int, num_items_in_batch=None
+) -> CausalLMOutputWithPast:
+    """The LM head and, when labels are given, the HF causal-LM loss (labels shifted inside, -100 ignored)."""
+    logits = model.lm_head(hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states)
+    loss = None
+    if labels is not None:
+        loss = model.loss_function(
+            logits=logits, labels=labels, vocab_size=model.config.vocab_size, num_items_in_batch=num_items_in_batch
+        )
+    return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)

@@ -22,7 +22,7 @@ from transformers.models.llama.modeling_llama import (
 )
 
 import kernels
-from students.common import check_inputs, packed_position_ids, segment_bounds
+from students.common import causal_lm_output, check_inputs, packed_position_ids, segment_bounds, wants_cache
 
 
 class SlidingWindowConfig(PretrainedConfig):
@@ -189,10 +189,7 @@ class SlidingWindowModel(SlidingWindowPreTrainedModel):
     ) -> tuple[torch.Tensor, SlidingWindowCache | None]:
         hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         B, T, _ = hidden_states.shape
-        if use_cache is None:
-            # A cache only pays off when decoding; training on packed rows never wants one.
-            use_cache = self.config.use_cache and not self.training and cu_seqlens is None
-        if use_cache and past_key_values is None:
+        if wants_cache(use_cache, self.config, self.training, cu_seqlens) and past_key_values is None:
             past_key_values = SlidingWindowCache(self.config, B, hidden_states.dtype, hidden_states.device)
         cache = past_key_values
         check_inputs(B, attention_mask, cu_seqlens, cache is not None)
@@ -251,11 +248,4 @@ class SlidingWindowForCausalLM(SlidingWindowPreTrainedModel, GenerationMixin):
         hidden_states, cache = self.model(
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache, cu_seqlens
         )
-        logits = self.lm_head(hidden_states[:, -logits_to_keep:] if logits_to_keep else hidden_states)
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.vocab_size,
-                num_items_in_batch=kwargs.get("num_items_in_batch"),
-            )
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
+        return causal_lm_output(self, hidden_states, cache, labels, logits_to_keep, kwargs.get("num_items_in_batch"))
