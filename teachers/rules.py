@@ -27,6 +27,21 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def clue(text: str) -> str:
+    """An evidence span as a clue: a titled paragraph (HotpotQA: "Title\nsentences") becomes "Title: sentences"."""
+    title, _, body = text.strip().partition("\n")
+    return f"{_one_line(title)}: {_one_line(body)}" if body.strip() else _one_line(title)
+
+
+def label(text: str, limit: int = 80) -> str:
+    """How the Reason names a piece of evidence: its paragraph title, or the sentence itself (shortened)."""
+    title, _, body = text.strip().partition("\n")
+    if body.strip():
+        return f"the paragraph '{_one_line(title)}'"
+    sentence = _one_line(title)
+    return repr(sentence if len(sentence) <= limit else sentence[: limit - 1] + "…")
+
+
 class RuleTeacher(Teacher):
     name = "rules"
 
@@ -67,17 +82,17 @@ class RuleTeacher(Teacher):
         clues: list[str] = []
         rounds = []
         for k in range(last_needed + 1):
-            new = [_one_line(e.text) for e, i in zip(doc.evidence, found_in) if i == k]
-            clues.extend(new)
+            new = [e.text for e, i in zip(doc.evidence, found_in) if i == k]
+            clues.extend(clue(text) for text in new)
             clue_text = " ".join(f"({n}) {c}" for n, c in enumerate(clues, 1)) if clues else NO_CLUES
             if new:
-                brought = "; ".join(f'"{c}"' for c in new)
-                reason = f"Chunk {k + 1} brought {len(new)} new piece(s) of evidence: {brought}."
+                brought = " and ".join(label(text) for text in new)
+                reason = f"Chunk {k + 1} brought {brought}."
             else:
                 reason = f"Chunk {k + 1} held nothing relevant to the question; the clues are unchanged."
             action = "STOP" if k == last_needed else "READ"
             if action == "STOP":
-                reason += f" All {len(clues)} piece(s) of evidence are in hand, so the question can be answered."
+                reason += f" The evidence is complete ({len(clues)} of {len(clues)}), so the question can be answered."
             summary = Summary(target, clue_text, reason)
             raw = summary.render() + (STOP + answer if action == "STOP" else READ)
             if parse_summary_and_action(raw) != (summary, action, answer if action == "STOP" else None):

@@ -1,0 +1,114 @@
+"""The rule teacher on documents whose evidence is known: needle-in-a-haystack and long HotpotQA."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from pipeline.chunking import WordEstimate, plan_chunks
+from pipeline.documents import Evidence
+from pipeline.sources import long_hotpotqa, niah_documents
+from pipeline.stream import END, SUMMARY, parse_summary_and_action
+from teachers import build_teacher
+from teachers.base import TeacherError
+from teachers.rules import NO_CLUES, RuleTeacher
+from tests.teachers.conftest import document_of_chunks
+
+
+def chunk_of(ends: tuple[int, ...], offset: int) -> int:
+    """The chunk whose span holds the character before `offset` (where evidence ending there is read)."""
+    return next(i for i, end in enumerate(ends) if offset <= end)
+
+
+def parsed_rounds(traj):
+    """Every summary, action and answer as the student will see them, parsed back from the rendered stream."""
+    return [parse_summary_and_action(piece) for piece in traj.render().text.split(SUMMARY)[1:]]
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.3, 0.7, 1.0])
+def test_niah_stops_exactly_on_the_chunk_that_holds_the_needle(depth):
+    (doc,) = niah_documents([1500], [depth], seed=1)
+    plan = plan_chunks(doc, 128, 256, seed=0, counter=WordEstimate())
+    traj = RuleTeacher().read_now(doc, plan, max_rounds=64)
+
+    needle = doc.evidence[0]
+    stop_chunk = chunk_of(plan.chunk_ends, needle.end)
+    assert [r.chunk_index for r in traj.rounds] == list(range(stop_chunk + 1))
+    assert [r.action for r in traj.rounds] == ["READ"] * stop_chunk + ["STOP"]
+    assert all(r.summary.clues == NO_CLUES and "held nothing relevant" in r.summary.reason for r in traj.rounds[:-1])
+    last = traj.rounds[-1].summary
+    assert needle.text in last.clues and f"Chunk {stop_chunk + 1} brought" in last.reason
+    assert all(doc.question in r.summary.target for r in traj.rounds)  # the task restated every round
+    assert traj.answer == doc.answers[0] and traj.answer_passed and traj.answer_score == 1.0
+    assert [(s, a) for s, a, _ in parsed_rounds(traj)] == [(r.summary, r.action) for r in traj.rounds]
+    assert parsed_rounds(traj)[-1][2] == doc.answers[0]
+    assert traj.render().text.endswith(doc.answers[0] + END)
+
+
+def test_long_hotpotqa_clues_accumulate_and_stop_after_the_last_evidence():
+    docs = long_hotpotqa(2000, n=6, seed=0)
+    teacher = RuleTeacher()
+    for doc in docs:
+        plan = plan_chunks(doc, 128, 512, seed=0, counter=WordEstimate())
+        traj = teacher.read_now(doc, plan, max_rounds=100)
+        found = [chunk_of(plan.chunk_ends, e.end) for e in doc.evidence]
+        assert len(doc.evidence) == 2
+        assert len(traj.rounds) == max(found) + 1 and traj.rounds[-1].action == "STOP"
+
+        previous = NO_CLUES
+        for k, r in enumerate(traj.rounds):
+            expected = [e for e, f in zip(doc.evidence, found) if f <= k]
+            titles = [e.text.split("\n", 1)[0] for e in expected]
+            assert all(t in r.summary.clues for t in titles)
+            arriving = [e.text.split("\n", 1)[0] for e, f in zip(doc.evidence, found) if f == k]
+            if arriving:
+                assert all(f"'{t}'" in r.summary.reason for t in arriving)
+                assert r.summary.clues.startswith(previous) or previous == NO_CLUES
+            else:
+                assert r.summary.clues == previous and "held nothing relevant" in r.summary.reason
+            previous = r.summary.clues
+        assert traj.answer == doc.answers[0] and traj.answer_passed
+        assert [(s, a) for s, a, _ in parsed_rounds(traj)] == [(r.summary, r.action) for r in traj.rounds]
+
+
+def test_evidence_split_across_chunks_counts_once_fully_read():
+    chunks = ["Filler text here. The needle is ", "42 and more. ", "Tail text. "]
+    doc, plan = document_of_chunks("doc-split", chunks, question="What is the needle?", answers=("42",))
+    start = doc.context.index("The needle")
+    end = doc.context.index(" and more")
+    doc = dataclasses.replace(doc, evidence=(Evidence(start, end, doc.context[start:end]),))
+    traj = RuleTeacher().read_now(doc, plan, max_rounds=10)
+    assert [r.action for r in traj.rounds] == ["READ", "STOP"]
+    assert traj.rounds[0].summary.clues == NO_CLUES and "The needle is 42" in traj.rounds[1].summary.clues
+
+
+def test_the_rules_are_deterministic_and_say_who_wrote_the_record():
+    (doc,) = niah_documents([800], [0.5], seed=2)
+    plan = plan_chunks(doc, 128, 256, seed=0, counter=WordEstimate())
+    a = asyncio.run(RuleTeacher().read(doc, plan, max_rounds=64))
+    b = build_teacher({"backend": "rules"}).read_now(doc, plan, max_rounds=64)
+    assert a == b and a.content_hash() == b.content_hash()
+    assert a.teacher["name"] == "rules" and len(a.teacher["prompt_sha256"]) == 64
+    assert type(a).from_record(a.to_record()) == a
+
+
+def test_a_document_without_evidence_names_the_field_and_the_fix():
+    doc, plan = document_of_chunks("doc-no-evidence", ["Some text. ", "More text. "])
+    with pytest.raises(TeacherError, match=r"doc-no-evidence.*field 'evidence' is empty.*LLM teacher"):
+        RuleTeacher().read_now(doc, plan, max_rounds=10)
+
+
+def test_evidence_past_the_round_cap_is_refused_rather_than_answered_unseen():
+    (doc,) = niah_documents([1500], [1.0], seed=1)
+    plan = plan_chunks(doc, 128, 128, seed=0, counter=WordEstimate())
+    with pytest.raises(TeacherError, match=r"last evidence is in chunk \d+ but at most 2 round\(s\).*raise max_rounds"):
+        RuleTeacher().read_now(doc, plan, max_rounds=2)
+
+
+def test_build_teacher_names_bad_settings():
+    with pytest.raises(ValueError, match=r"backend 'gpt' is unknown.*'rules', 'vllm', 'openai', 'transformers'"):
+        build_teacher({"backend": "gpt"})
+    with pytest.raises(ValueError, match=r"'rules': takes no settings, got \['model'\]"):
+        build_teacher({"backend": "rules", "model": "x"})
