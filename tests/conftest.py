@@ -6,9 +6,21 @@ Nothing is downloaded: both are made from pipeline/data in a few hundred millise
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Triton fixes its own library as compiled or interpreted at its first import, and any test module may import it
+# first (transformers does). Without CUDA, import it here, before collection, in interpreter mode, then clear the
+# variable: tests/kernels sets it per test to run the Triton kernels; every other test keeps the PyTorch path.
+if not torch.cuda.is_available() and "triton" not in sys.modules:
+    os.environ["TRITON_INTERPRET"] = "1"
+    import triton.language  # noqa: F401
+
+    del os.environ["TRITON_INTERPRET"]
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "pipeline" / "data"
 

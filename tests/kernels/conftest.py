@@ -1,27 +1,18 @@
 """Kernel tests run the Triton kernels: compiled on CUDA, otherwise through the Triton interpreter on CPU.
 
-Without CUDA, this file imports triton with TRITON_INTERPRET=1 (Triton's own jitted library is fixed in interpreter
-mode at its first import) and then removes the variable again; each kernel test sets it back with monkeypatch. So
-the rest of the suite keeps the fast PyTorch path on CPU, and kernels.dispatch reimports our kernel modules under
-the setting of the moment. This needs triton not to have been imported before pytest collects this folder (a test
-module elsewhere importing it at module level); the fixture says so plainly if that happened.
+Without CUDA, tests/conftest.py imports triton with TRITON_INTERPRET=1 before collection (Triton's own jitted
+library is fixed in interpreter mode at its first import) and then removes the variable again; each kernel test sets
+it back with monkeypatch. So the rest of the suite keeps the fast PyTorch path on CPU, and kernels.dispatch
+reimports our kernel modules under the setting of the moment.
 The reference functions (`*_ref`) never touch Triton, so tests call them directly for the expected values.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 import torch
 
 CUDA = torch.cuda.is_available()
-if not CUDA and "triton" not in sys.modules:
-    os.environ["TRITON_INTERPRET"] = "1"
-    import triton.language  # noqa: F401  (decorates Triton's own library for the interpreter)
-
-    del os.environ["TRITON_INTERPRET"]
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 # The interpreter of triton 3.7-3.9 multiplies the raw 16-bit patterns of bf16 operands in tl.dot, so bf16 cases
 # exist only where the kernels are compiled.
