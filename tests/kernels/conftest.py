@@ -29,9 +29,8 @@ def triton_kernels(monkeypatch):
 
     if not triton_imported_for_the_interpreter():
         pytest.fail(
-            "triton was imported in compiled mode before tests/kernels/conftest.py ran, so the kernels cannot be "
-            "interpreted on CPU: run `pytest tests/kernels` on its own, or have the module that imported triton at "
-            "collection import it inside its tests instead"
+            "triton was imported in compiled mode before tests/conftest.py ran (a pytest plugin?), so the kernels "
+            "cannot be interpreted on CPU: run with TRITON_INTERPRET=1 in the environment"
         )
     monkeypatch.setenv("TRITON_INTERPRET", "1")
 
