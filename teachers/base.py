@@ -13,14 +13,13 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from pipeline.chunking import ChunkPlan
 from pipeline.documents import Document
+from pipeline.metrics import score_answer
 from pipeline.stream import ACTION_TOKEN, END, READ, STOP, Action, MalformedOutput, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
-
-if TYPE_CHECKING:
-    from pipeline.chunking import ChunkPlan
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 PromptMode = Literal["summary", "stream"]
@@ -102,7 +101,7 @@ def question_text(doc: Document) -> str:
     return doc.question + "\n" + "\n".join(lines) + "\nAnswer with the letter of the correct option."
 
 
-def check_plan(doc: Document, plan: "ChunkPlan", max_rounds: int) -> tuple[int, ...]:
+def check_plan(doc: Document, plan: ChunkPlan, max_rounds: int) -> tuple[int, ...]:
     """The plan's chunk ends, after checking they cut exactly this document's context."""
     if plan.document_id != doc.id:
         raise TeacherError(doc.id, None, f"chunk plan is for document {plan.document_id!r}, not this one")
@@ -158,17 +157,11 @@ class Teacher(ABC):
         """
 
     @abstractmethod
-    async def read(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+    async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         """Read `doc` along `plan`, at most `max_rounds` rounds; raise TeacherError when it cannot."""
 
     async def close(self) -> None:
         """Release the backend (engine processes, HTTP connections). Safe to call twice."""
-
-
-def score(doc: Document, answer: str) -> tuple[float, bool]:
-    from pipeline.metrics import score_answer
-
-    return score_answer(doc, answer)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,7 +224,7 @@ class LLMTeacher(Teacher):
             "max_answer_tokens": self.config.max_answer_tokens,
         }, sort_keys=True))
 
-    async def read(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+    async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         ends = check_plan(doc, plan, max_rounds)
         chunks = chunk_texts(doc.context, ends)
         question = question_text(doc)
@@ -296,7 +289,7 @@ class LLMTeacher(Teacher):
             summary_so_far = summary.render().strip()
             conversation = messages + [{"role": "assistant", "content": reply}]
 
-        answer_score, passed = score(doc, answer)
+        answer_score, passed = score_answer(doc, answer)
         return Trajectory(
             document_id=doc.id, question=question, context=doc.context,
             chunk_ends=ends, rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pipeline.chunking import ChunkPlan
 from pipeline.documents import Document
+from pipeline.metrics import score_answer
 from pipeline.stream import READ, STOP, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
-from teachers.base import Teacher, TeacherError, check_plan, question_text, score
-
-if TYPE_CHECKING:
-    from pipeline.chunking import ChunkPlan
+from teachers.base import Teacher, TeacherError, check_plan, question_text
 
 NO_CLUES = "None yet."
 
@@ -53,10 +52,10 @@ class RuleTeacher(Teacher):
         return {"name": self.name, "model": "", "sampling": {}, "prompt_template": "rules_v1",
                 "prompt_sha256": self.rules_sha256}
 
-    async def read(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+    async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         return self.read_now(doc, plan, max_rounds)
 
-    def read_now(self, doc: Document, plan: "ChunkPlan", max_rounds: int) -> Trajectory:
+    def read_now(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         """`read` without the event loop, for callers that are not async."""
         if not doc.evidence:
             raise TeacherError(
@@ -99,7 +98,7 @@ class RuleTeacher(Teacher):
                 raise TeacherError(doc.id, k, "the rule-written round does not parse back to itself", raw)
             rounds.append(TeacherRound(k, summary, action, raw))
 
-        answer_score, passed = score(doc, answer)
+        answer_score, passed = score_answer(doc, answer)
         return Trajectory(
             document_id=doc.id, question=question_text(doc), context=doc.context, chunk_ends=ends,
             rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
