@@ -101,3 +101,176 @@ def _demote_headings(markdown: str) -> str:
             in_code = not in_code
         out.append("#" + line if not in_code and re.match(r"#{1,5} ", line) else line)
     return "\n".join(out)
+
+
+# -------------------------------------------------------------------------------------------------------------- dataset
+# Licences of the sources the package ships, as Hugging Face licence ids; the strictest one governs the dataset.
+SOURCE_LICENSE_IDS: dict[str, str] = {"CC BY-SA 4.0": "cc-by-sa-4.0", "CC BY 4.0": "cc-by-4.0"}
+LICENSE_STRICTNESS: tuple[str, ...] = ("cc-by-sa-4.0", "cc-by-4.0")
+
+
+def dataset_card(corpus_dir: Path, load_path: str):
+    """The card of a corpus folder, from its manifest, statistics, generation config, rejects and records."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from pipeline.corpus import MANIFEST, REJECTS, STATISTICS, corpus_statistics
+
+    corpus_dir = Path(corpus_dir)
+    manifest = json.loads((corpus_dir / MANIFEST).read_text())
+    stats = (json.loads((corpus_dir / STATISTICS).read_text()) if (corpus_dir / STATISTICS).is_file()
+             else corpus_statistics(corpus_dir))
+    config_path = corpus_dir / "config.yaml"
+    config = _read_yaml(config_path)
+    records = _corpus_summary(corpus_dir)
+
+    license_id = _dataset_license(records["licenses"].values())
+    n = manifest["counts"]["trajectories"]
+    card_data = DatasetCardData(
+        language=["en"],
+        license=license_id,
+        task_categories=["question-answering", "text-generation"],
+        size_categories=[size_category(n)],
+        pretty_name=f"Smooth Reading corpus ({', '.join(sorted(records['sources']))})",
+        tags=["smooth-reading", "long-context", "multi-round-reading", "synthetic"],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
+    )
+    rejects = _reject_reasons(corpus_dir / REJECTS)
+    n_rejected = manifest["counts"]["rejects"]
+    return DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATES / "dataset_card.md"),
+        pretty_name=card_data.pretty_name,
+        n_trajectories=n,
+        n_shards=manifest["counts"]["shards"],
+        n_documents=n + n_rejected,
+        n_accepted=n,
+        n_rejected=n_rejected,
+        acceptance=f"{100 * stats['acceptance_rate']:.1f}%",
+        software_version=manifest.get("producer", {}).get("version", "unknown"),
+        sources=[{"name": s, "count": c, "license": records["licenses"].get(s) or "not recorded: see the source"}
+                 for s, c in sorted(records["sources"].items())],
+        license=license_id,
+        teacher_rows=_teacher_rows(records["teachers"]),
+        chunking=_chunking_text(config, stats),
+        filter_description=_filter_text(config, stats),
+        reject_reasons=rejects,
+        count_rows=_count_rows(manifest, stats, records),
+        load_path=load_path,
+        reproduce=(f"smooth-reading generate --output CORPUS_DIR --config config.yaml   # config hash "
+                   f"{manifest.get('config', {}).get('config_hash', '?')}\n"
+                   f"smooth-reading publish --dataset CORPUS_DIR --to LOCAL_DIR   # or --repo-id USER/NAME"),
+        config_text=config_path.read_text().strip() if config_path.is_file() else "",
+    )
+
+
+def size_category(n: int) -> str:
+    """The Hub's size_categories value for n rows."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                        (10_000_000, "1M<n<10M")):
+        if n < limit:
+            return name
+    return "n>10M"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _corpus_summary(corpus_dir: Path) -> dict[str, Any]:
+    """What the card needs from the records: sources, their licences, teachers, and the size of the streams."""
+    from pipeline.chunking import WordEstimate
+    from pipeline.corpus import read_corpus
+    from pipeline.sources import HOTPOTQA_LICENSE, NIAH_LICENSE, QUALITY_LICENSE
+
+    known = {"niah": NIAH_LICENSE, "hotpotqa": HOTPOTQA_LICENSE, "quality": QUALITY_LICENSE}
+    sources: dict[str, int] = {}
+    teachers: dict[str, dict[str, Any]] = {}
+    stream_tokens = context_tokens = 0
+    estimate = WordEstimate()
+    for trajectory in read_corpus(corpus_dir, verify=False):
+        sources[trajectory.source] = sources.get(trajectory.source, 0) + 1
+        key = json.dumps(trajectory.teacher, sort_keys=True)
+        teachers.setdefault(key, {**trajectory.teacher, "trajectories": 0})["trajectories"] += 1
+        stream_tokens += estimate.count(trajectory.render().text)
+        context_tokens += estimate.count(trajectory.context)
+    licenses = {s: known[s] for s in sources if s in known}
+    return {"sources": sources, "licenses": licenses, "teachers": list(teachers.values()),
+            "stream_tokens": stream_tokens, "context_tokens": context_tokens}
+
+
+def _dataset_license(source_licenses) -> str:
+    ids = {hub_id for text in source_licenses for name, hub_id in SOURCE_LICENSE_IDS.items() if name in text}
+    for hub_id in LICENSE_STRICTNESS:
+        if hub_id in ids:
+            return hub_id
+    return "other"
+
+
+def _teacher_rows(teachers: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    rows = []
+    for t in teachers:
+        label = t.get("name", "?") + (f" ({t['model']})" if t.get("model") else "")
+        sampling = json.dumps(t.get("sampling") or {}, sort_keys=True) if t.get("sampling") else "none (rules)"
+        rows += [
+            (f"teacher: {label}", f"{t['trajectories']} trajectories"),
+            ("model", t.get("model") or "none: the paper's rule-written summaries (evidence positions are known)"),
+            ("sampling", sampling),
+            ("prompt template", f"`{t.get('prompt_template', '?')}`, sha256 `{t.get('prompt_sha256', '?')}`"),
+        ]
+    return rows
+
+
+def _chunking_text(config: dict[str, Any], stats: dict[str, Any]) -> str:
+    parts = []
+    for part in config.get("parts", []):
+        c = part.get("chunking", {})
+        counter = "1.5 tokens per word (the paper's estimate)" if c.get("counter", "words") == "words" else \
+            f"exact counts with the tokenizer of {c.get('tokenizer')}"
+        parts.append(f"part `{part.get('name')}`: {c.get('low', 128)}-{c.get('high', 1024)} tokens counted as "
+                     f"{counter}, at most {part.get('max_rounds', 64)} rounds")
+    chunks = stats.get("chunks_per_document", {})
+    observed = (f"; chunks per document: mean {chunks.get('mean', 0):.1f}, min {chunks.get('min', 0)}, "
+                f"max {chunks.get('max', 0)}") if chunks.get("count") else ""
+    return ("; ".join(parts) or "the chunk size range is not recorded (no config.yaml beside the shards)") + observed
+
+
+def _filter_text(config: dict[str, Any], stats: dict[str, Any]) -> str:
+    f = config.get("filter", {})
+    threshold = f.get("min_answer_score")
+    answer_rule = ("the metric's own pass verdict (exact or F1 >= 0.5 by task)" if threshold is None
+                   else f"answer score >= {threshold}")
+    return (
+        f"A trajectory is kept when its summaries parse in the stream format, its final answer passes against the "
+        f"reference ({answer_rule}) and its rendered stream stays within {f.get('max_stream_tokens', 32768)} tokens. "
+        f"Acceptance: {100 * stats.get('acceptance_rate', 0):.1f}% of the documents; answer pass rate of the kept "
+        f"ones: {100 * stats.get('answer_pass_rate', 0):.1f}%; early stops (fewer rounds than chunks): "
+        f"{100 * stats.get('early_stop_rate', 0):.1f}%."
+    )
+
+
+def _reject_reasons(path: Path) -> list[tuple[str, int]]:
+    from pipeline.rejects import read_rejects
+
+    counts: dict[str, int] = {}
+    for r in read_rejects(path):
+        key = f"{r.stage or 'unknown'}: field `{r.field}`"
+        counts[key] = counts.get(key, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])
+
+
+def _count_rows(manifest: dict[str, Any], stats: dict[str, Any], records: dict[str, Any]) -> list[tuple[str, Any]]:
+    rounds = stats.get("rounds_per_document", {})
+    words = stats.get("summary_words", {})
+    teacher_tokens = manifest.get("total_tokens", {})
+    return [
+        ("streams, estimated tokens (1.5 x words)", f"{records['stream_tokens']:,}"),
+        ("contexts, estimated tokens", f"{records['context_tokens']:,}"),
+        ("rounds per document", f"mean {rounds.get('mean', 0):.1f}, p95 {rounds.get('p95', 0)}, max {rounds.get('max', 0)}"),
+        ("summary words per round", f"mean {words.get('mean', 0):.1f}, max {words.get('max', 0)}"),
+        ("teacher prompt tokens (compute)", f"{teacher_tokens.get('prompt', 0):,}"),
+        ("teacher completion tokens (compute)", f"{teacher_tokens.get('completion', 0):,}"),
+    ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 # Corpus files a published dataset carries beside its shards; rejects.jsonl stays behind (it quotes documents that
 # failed validation, which need not be redistributable).
-DATASET_SIDE_FILES: tuple[str, ...] = ("manifest.json", "statistics.json")
+DATASET_SIDE_FILES: tuple[str, ...] = ("manifest.json", "statistics.json", "config.yaml")
 # Training-run leftovers that never belong in a published checkpoint.
 MODEL_SKIP: tuple[str, ...] = ("optimizer*", "global_step*", "*.pt", "latest", "zero_to_fp32.py", "rng_state*")
 

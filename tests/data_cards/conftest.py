@@ -1,4 +1,4 @@
-"""Fixtures the card tests use: an exported student folder, as the train job writes it."""
+"""Fixtures the card tests (and, loaded by path, the job tests) use: an exported student, a rule-teacher corpus."""
 
 from __future__ import annotations
 
@@ -25,3 +25,33 @@ def exported_student(tmp_path_factory, tiny_llama_dir, stream_tokenizer) -> Path
     )
     out = tmp_path_factory.mktemp("student") / "export"
     return export_hf(model, model.state_dict(), stream_tokenizer, out, info)
+
+
+@pytest.fixture(scope="session")
+def rule_corpus(tmp_path_factory) -> Path:
+    """A corpus as the generate job writes it (shards, manifest, statistics, rejects, config.yaml), made in-process
+    with the rule teacher over a few NIAH and long-HotpotQA documents, and one rejected document."""
+    return write_rule_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def write_rule_corpus(out: Path) -> Path:
+    import yaml
+
+    from pipeline.chunking import WordEstimate, plan_chunks
+    from pipeline.corpus import CorpusWriter
+    from pipeline.rejects import Reject
+    from pipeline.sources import long_hotpotqa, niah_documents
+    from teachers.rules import RuleTeacher
+
+    config = {"seed": 0, "parts": [{"name": "rules", "teacher": {"backend": "rules"},
+                                    "sources": [{"kind": "niah", "lengths": [300], "depths": [0.0, 0.5, 1.0]},
+                                                {"kind": "long_hotpotqa", "target_tokens": 400, "n": 2}],
+                                    "chunking": {"low": 60, "high": 120, "counter": "words"}, "max_rounds": 64}]}
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    docs = niah_documents([300], [0.0, 0.5, 1.0], 1, 0) + long_hotpotqa(400, 2, 0)
+    teacher = RuleTeacher()
+    with CorpusWriter(out, shard_size=3, extra={"config_hash": "0123456789abcdef"}) as writer:
+        for doc in docs:
+            writer.write(teacher.read_now(doc, plan_chunks(doc, 60, 120, 0, WordEstimate()), 64))
+        writer.reject(Reject("niah-bad", "question", "has 90 tokens, more than its budget", "shorten it", stage="plan"))
+    return out

@@ -89,3 +89,52 @@ def test_model_folder_without_config_is_refused(tmp_path):
     (tmp_path / "weights").mkdir()
     with pytest.raises(FileNotFoundError, match="config.json"):
         main(["publish", "--model", str(tmp_path / "weights"), "--to", str(tmp_path / "out")])
+
+
+def test_dataset_to_local_folder_reads_back_with_load_dataset(rule_corpus, tmp_path):
+    import datasets
+
+    from pipeline.corpus import read_corpus
+
+    out = tmp_path / "hub" / "dataset"
+    assert main(["publish", "--dataset", str(rule_corpus), "--to", str(out)]) == 0
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["train-00000.parquet", "train-00001.parquet"]
+    assert {"README.md", "manifest.json", "statistics.json", "config.yaml"} <= {p.name for p in out.iterdir()}
+    assert not (out / "rejects.jsonl").exists()
+
+    loaded = datasets.load_dataset(str(out), split="train")
+    expected = list(read_corpus(rule_corpus))
+    assert loaded.num_rows == len(expected) == 5
+    assert loaded["document_id"] == [t.document_id for t in expected]
+    assert loaded[0]["rounds"][0]["summary"]["target"] == expected[0].rounds[0].summary.target
+
+
+def test_republishing_a_smaller_corpus_leaves_no_stale_shards(rule_corpus, tmp_path):
+    from pipeline.corpus import CorpusWriter, read_corpus
+
+    out = tmp_path / "dataset"
+    main(["publish", "--dataset", str(rule_corpus), "--to", str(out)])
+    smaller = tmp_path / "smaller"
+    with CorpusWriter(smaller, shard_size=10) as writer:
+        writer.write(next(read_corpus(rule_corpus)))
+    main(["publish", "--dataset", str(smaller), "--to", str(out)])
+    assert [p.name for p in (out / "data").iterdir()] == ["train-00000.parquet"]
+
+
+def test_dataset_to_hub_uploads_card_and_shards_to_a_private_dataset_repo(rule_corpus, monkeypatch, capsys):
+    hub = RecordedHub(monkeypatch)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert main(["publish", "--dataset", str(rule_corpus), "--repo-id", "someone/niah-corpus"]) == 0
+    (_, create), (_, upload) = hub.calls
+    assert create["repo_id"] == "someone/niah-corpus" and create["repo_type"] == "dataset" and create["private"] is True
+    assert upload["repo_type"] == "dataset"
+    assert upload["files"]["data/train-00000.parquet"] == (rule_corpus / "data" / "train-00000.parquet").read_bytes()
+    assert 'load_dataset("someone/niah-corpus"' in upload["files"]["README.md"].decode()
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
+
+
+def test_folder_without_shards_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="train-\\*.parquet"):
+        main(["publish", "--dataset", str(tmp_path / "empty"), "--to", str(tmp_path / "out")])
