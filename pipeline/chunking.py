@@ -99,19 +99,27 @@ class _Packer:
             self.ends.append(self.end)
             self.start = self.end
 
-    def add(self, start: int, end: int, level: int) -> None:
-        """Append text[start:end] (start == self.end) to the chunks."""
-        if self.fits(self.start, end):
+    def add(self, start: int, end: int, level: int, overflows: bool = False) -> None:
+        """Append text[start:end] (start == self.end) to the chunks; `overflows`: it is known not to fit in the
+        current chunk."""
+        if not overflows and self.fits(self.start, end):
             self.end = end
             return
         if self.end > self.start and self.fits(start, end):
             self.flush()
             self.end = end
             return
+        self.cut(start, end, level)
+
+    def cut(self, start: int, end: int, level: int) -> None:
+        """text[start:end] does not fit: pack its pieces at the delimiters of `level` (weaker ones if it has none)."""
         if level == len(DELIMITER_LEVELS):
             self.hard_split(end)
             return
         cuts = [m.end() for m in DELIMITER_LEVELS[level].finditer(self.text, start, end) if m.end() < end] + [end]
+        if len(cuts) == 1:
+            self.cut(start, end, level + 1)
+            return
         i = 0
         while i < len(cuts):
             j = self.furthest_fitting(cuts, i)
@@ -119,7 +127,7 @@ class _Packer:
                 self.end = cuts[j]
                 i = j + 1
             else:
-                self.add(self.end, cuts[i], level + 1)
+                self.add(self.end, cuts[i], level + 1, overflows=True)
                 i += 1
 
     def furthest_fitting(self, cuts: Sequence[int], i: int) -> int:

@@ -87,7 +87,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict | Reject]]:
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # editors on Windows write a BOM
             except UnicodeDecodeError as e:
                 yield number, Reject(
                     "", "<line>", f"byte {raw[e.start:e.start + 1]!r} at column {e.start + 1} is not UTF-8",

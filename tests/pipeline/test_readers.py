@@ -47,6 +47,11 @@ def test_jsonl_bad_records_become_rejects_and_the_rest_is_read(tmp_path):
     assert "document 'c'" in str(rejects[4]) and "Fix:" in str(rejects[4])
 
 
+def test_a_byte_order_mark_on_the_first_line_is_accepted(tmp_path):
+    path = write_jsonl(tmp_path / "bom.jsonl", [b"\xef\xbb\xbf" + json.dumps(GOOD[0]).encode()])
+    assert [d.id for d in read_documents(path)] == ["a"]
+
+
 def test_parquet_is_read_with_the_same_checks(tmp_path):
     rows = [dict(GOOD[0], evidence=[]), dict(GOOD[1]), dict(GOOD[1], id="e", context="")]
     for row in rows:
