@@ -156,12 +156,11 @@ class _Packer:
     def hard_split(self, end: int) -> None:
         """The last resort for a run of text with no delimiter that is bigger than a chunk: cut by characters."""
         while self.end < end:
-            if self.fits(self.start, end):
-                self.end = end
-                return
             offsets = range(self.end + 1, end + 1)
-            k = self.furthest_fitting(offsets, 0)
-            if k >= 0:
+            k = self.furthest_fitting(offsets, 0)  # probes stop past one chunk: never counts the whole run
+            if k == len(offsets) - 1:
+                self.end = end
+            elif k >= 0:
                 self.end = offsets[k]
                 self.flush()
             elif self.end > self.start:
