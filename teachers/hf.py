@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pipeline.stream import END, READ, STOP
-from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, chat_prompt
+from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, chat_prompt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,7 +99,16 @@ class TransformersTeacher(LLMTeacher):
 
     async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
         stops = (END,) if kind == "answer" else (READ, STOP)
-        return await self.batcher.submit((stops, max_tokens), chat_prompt(self.tokenizer, messages))
+        prompt = chat_prompt(self.tokenizer, messages)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None:
+            length = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            if length + max_tokens > limit:
+                raise RequestRejected(
+                    f"the prompt has {length} tokens and the reply may take {max_tokens}, more than the model's "
+                    f"{limit} positions. Fix: plan smaller chunks or use prompt_mode 'summary'"
+                )
+        return await self.batcher.submit((stops, max_tokens), prompt)
 
     def _generate(self, key: tuple[tuple[str, ...], int], prompts: list[str]) -> list[Completion]:
         import torch

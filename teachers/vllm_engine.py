@@ -14,7 +14,8 @@ from typing import Any
 
 from pipeline.stream import END, READ, STOP
 from teachers.base import (
-    Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, answer_regex, chat_prompt, summary_regex,
+    Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, TeacherUnavailable, answer_regex, chat_prompt,
+    summary_regex,
 )
 
 GIB = 1 << 30
@@ -146,9 +147,16 @@ class VLLMTeacher(LLMTeacher):
                 "(stream mode grows with every round), or raise max_model_len"
             )
         params = self.sampling_params(max_tokens, kind)
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         final = None
-        async for out in engine.generate({"prompt_token_ids": prompt_ids}, params, f"teacher-{next(self._request_ids)}"):
-            final = out
+        try:
+            async for out in engine.generate({"prompt_token_ids": prompt_ids}, params,
+                                             f"teacher-{next(self._request_ids)}"):
+                final = out
+        except EngineDeadError as e:
+            raise TeacherUnavailable(f"the vLLM engine for {self.config.model} died: {e}. Fix: see the engine "
+                                     "log above (often out of memory: lower max_num_seqs or kv_cache_gb)") from e
         result = final.outputs[0]
         return Completion(
             text=result.text, prompt_tokens=len(final.prompt_token_ids or prompt_ids),

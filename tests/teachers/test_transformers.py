@@ -73,3 +73,10 @@ def test_a_failing_batch_fails_every_caller_and_the_next_batch_runs():
     assert all(isinstance(r, RuntimeError) for r in first)
     assert second == ["D", "E"]
     assert calls == [["a", "boom", "c"], ["d", "e"]]
+
+
+def test_a_prompt_past_the_models_positions_rejects_only_its_document(hf_teacher):
+    doc, plan = document_of_chunks("doc-too-long", [PARAGRAPH * 400, PARAGRAPH])  # > 4096 positions
+    with pytest.raises(TeacherError, match=r"doc-too-long'?, round 0: the transformers backend rejected the request: "
+                                           r"the prompt has \d+ tokens .* 4096 positions"):
+        asyncio.run(hf_teacher.read(doc, plan, max_rounds=3))
