@@ -202,3 +202,17 @@ def test_the_export_loads_with_from_pretrained_and_reads_a_document(straight_run
     assert manifest_hash in card and f"| optimizer steps | {MAX_STEPS} |" in card
     assert "base_model" not in card.split("---")[1]  # trained from scratch
     assert (export / "loss_curve.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_ray_train_launch_trains_what_the_local_launch_trains(corpus, config_file, straight_run, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in _env().items() if k != "RAY_ADDRESS"}  # a private local cluster, one CPU worker
+    command = _command(corpus, run_dir, config_file, "--max-steps", "2")
+    command[command.index("local")] = "ray"
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Both steps are inside the warm-up, whose rates do not depend on max_steps: the same updates as the local run.
+    fields = ("step", "loss", "lr", "tokens")
+    assert [[r[f] for f in fields] for r in _metrics(run_dir)] == [[r[f] for f in fields] for r in _metrics(straight_run)[:2]]
+    assert (run_dir / "export" / "model.safetensors").exists()
