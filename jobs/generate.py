@@ -493,7 +493,7 @@ class EnginePool:
                 if status == "rejected":
                     round_index, message = value
                     progress.rejected += 1
-                    field_name = "context" if round_index is None else f"round {round_index}"
+                    field_name = "document" if round_index is None else f"round {round_index}"
                     yield _reject(work.doc.id, "teacher", field_name, message, _TEACHER_FIX)
                     continue
                 if status == "unavailable":
@@ -637,6 +637,7 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
     from pipeline.corpus import CorpusWriter
 
     output = Path(output)
+    skipped = _missing_models(config)
     _write_config(config, output)
     started_ray = False
     if not ray.is_initialized():
@@ -653,7 +654,10 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
             done = set(writer.done_ids)
             seen: set[str] = set()
             for part in config.parts:
-                summary["parts"][part.name] = _run_part(part, config, writer, done, seen)
+                if part.name in skipped:
+                    summary["parts"][part.name] = {"skipped": skipped[part.name]}
+                else:
+                    summary["parts"][part.name] = _run_part(part, config, writer, done, seen)
     finally:
         if started_ray:
             ray.shutdown()
@@ -663,16 +667,6 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
 def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], seen: set[str]) -> dict[str, Any]:
     from pipeline.documents import Document
     from pipeline.trajectory import Trajectory
-
-    missing = missing_model(part.teacher)
-    if missing:
-        message = f"part {part.name!r}: the teacher model folder {missing} does not exist"
-        if part.teacher.get("model") in PREPARED_MODELS:
-            message += " (prepare it with `smooth-reading prepare-teacher`)"
-        if not part.optional:
-            raise GenerateError(message + ". Fix: point teacher.model at a Hugging Face folder")
-        log.warning("%s; skipping this part", message)
-        return {"skipped": message}
 
     counter = make_counter(part.chunking)
     # Stages read -> validate run here, up front, so the total (for the ETA) is known and done ids are skipped.
@@ -715,6 +709,23 @@ def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], 
     finally:
         pool.close()
     return result
+
+
+def _missing_models(config: GenerateConfig) -> dict[str, str]:
+    """Parts whose teacher model folder is missing: optional ones are skipped (saying so), others stop the run."""
+    skipped = {}
+    for part in config.parts:
+        missing = missing_model(part.teacher)
+        if not missing:
+            continue
+        message = f"part {part.name!r}: the teacher model folder {missing} does not exist"
+        if part.teacher.get("model") in PREPARED_MODELS:
+            message += " (prepare it with `smooth-reading prepare-teacher`)"
+        if not part.optional:
+            raise GenerateError(message + ". Fix: point teacher.model at a Hugging Face folder")
+        log.warning("%s; skipping this part", message)
+        skipped[part.name] = message
+    return skipped
 
 
 def _write_config(config: GenerateConfig, output: Path) -> None:
