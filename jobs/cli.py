@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "train": "jobs.train",
     "evaluate": "jobs.evaluate",
     "publish": "jobs.publish",
+    "demo": "jobs.demo",
 }
 
 

@@ -10,6 +10,7 @@ The token comes from the HF_TOKEN environment variable and is never printed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--to", type=Path, metavar="LOCAL_DIR", help="write a Hub-layout folder here")
     where.add_argument("--repo-id", metavar="USER/NAME", help="upload to this Hub repository (token: $HF_TOKEN)")
     parser.add_argument("--public", action="store_true", help="create the Hub repository public (default: private)")
+    parser.add_argument("--evaluation", type=Path, metavar="RESULTS_JSON",
+                        help="--model: results.json written by `evaluate`, shown in the model card")
+    parser.add_argument("--trained-on", metavar="DATASET", help="--model: the dataset's repo id or path, for the card")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         where = publish_dataset(args.dataset, target)
     else:
-        where = publish_model(args.model, target)
+        evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+        where = publish_model(args.model, target, evaluation=evaluation, dataset_id=args.trained_on)
     print(f"published to {where}")
     return 0
 
@@ -54,8 +59,10 @@ def publish_dataset(corpus_dir: Path, target: PublishTarget) -> str:
     return _publish(lambda folder, load_path: stage_dataset(corpus_dir, folder, load_path), "dataset", target)
 
 
-def publish_model(model_dir: Path, target: PublishTarget) -> str:
-    return _publish(lambda folder, load_path: stage_model(model_dir, folder, load_path), "model", target)
+def publish_model(model_dir: Path, target: PublishTarget, evaluation: list[dict] | None = None,
+                  dataset_id: str | None = None) -> str:
+    return _publish(lambda folder, load_path: stage_model(model_dir, folder, load_path, evaluation, dataset_id),
+                    "model", target)
 
 
 def _publish(stage, repo_type: str, target: PublishTarget) -> str:
@@ -117,7 +124,8 @@ def stage_dataset(corpus_dir: Path, folder: Path, load_path: str) -> None:
     card.save(folder / "README.md")
 
 
-def stage_model(model_dir: Path, folder: Path, load_path: str) -> None:
+def stage_model(model_dir: Path, folder: Path, load_path: str, evaluation: list[dict] | None = None,
+                dataset_id: str | None = None) -> None:
     """Lay the checkpoint out as a Hub model repository in `folder`: its files and a model card."""
     from data_cards import model_card
 
@@ -127,7 +135,7 @@ def stage_model(model_dir: Path, folder: Path, load_path: str) -> None:
             f"{model_dir} has no config.json, so it is not a Hugging Face checkpoint folder. Fix: point --model at "
             f"the exported folder (RUN_DIR/export)"
         )
-    card = model_card(model_dir, load_path=load_path)
+    card = model_card(model_dir, load_path=load_path, evaluation=evaluation, dataset_id=dataset_id)
     folder = Path(folder)
     if folder.resolve() != model_dir.resolve():
         shutil.copytree(model_dir, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*MODEL_SKIP, "README.md"))

@@ -1,0 +1,141 @@
+"""Evaluation: task items, LongBench scoring, both reading modes on a real student, and the report files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobs.cli import main
+from jobs.evaluate import (
+    EvalConfig,
+    EvalItem,
+    aggregate,
+    classification_score,
+    evaluate,
+    length_bucket,
+    longbench_items,
+    parse_longbench_spec,
+    score_item,
+)
+from pipeline.chunking import WordEstimate
+from pipeline.documents import Document
+
+WINDOW = 64  # the exported_student fixture's window
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture
+def longbench_files(tmp_path):
+    context = "Paris is the capital of France. " * 20
+    qa = write_jsonl(tmp_path / "hotpotqa.jsonl", [
+        {"input": "What is the capital of France?", "context": context, "answers": ["Paris", "the city of Paris"],
+         "all_classes": None, "length": 120, "_id": "q1"},
+    ])
+    summary = write_jsonl(tmp_path / "gov_report.jsonl", [
+        {"input": "", "context": context, "answers": ["Paris is the capital."], "all_classes": None, "length": 120},
+    ])
+    classes = write_jsonl(tmp_path / "trec.jsonl", [
+        {"input": "What city is it?", "context": context, "answers": ["Location"],
+         "all_classes": ["Location", "Human being", "Location city"], "length": 120},
+    ])
+    return qa, summary, classes
+
+
+def test_longbench_metric_follows_the_task(longbench_files):
+    qa, summary, classes = longbench_files
+    count = WordEstimate().count
+    assert [i.metric for i in longbench_items(f"longbench:{qa}", 0, count)] == ["f1"]
+    assert [i.metric for i in longbench_items(f"longbench:{summary}", 0, count)] == ["rouge_l"]
+    trec = longbench_items(f"longbench:{classes}", 0, count)
+    assert trec[0].metric == "accuracy" and trec[0].first_line_only
+    assert trec[0].all_classes == ("Location", "Human being", "Location city")
+    assert [i.metric for i in longbench_items(f"longbench:{summary}:f1", 0, count)] == ["f1"]  # named metric wins
+    assert parse_longbench_spec(f"longbench:{qa}:rouge_l") == (qa, "rouge_l")
+
+
+def test_longbench_scores_as_longbench_does(longbench_files):
+    qa, _, classes = longbench_files
+    count = WordEstimate().count
+    item = longbench_items(f"longbench:{qa}", 0, count)[0]
+    assert score_item(item, "Paris") == 1.0  # the best reference counts
+    assert score_item(item, "it is Paris") == pytest.approx(0.5)  # token F1: precision 1/3, recall 1
+    trec = longbench_items(f"longbench:{classes}", 0, count)[0]
+    assert score_item(trec, "Location\nHuman being") == 1.0  # few-shot tasks: the first line only
+    assert classification_score("Location or Human being", "Location", trec.all_classes) == 0.5
+    # A class that contains the reference does not dilute it (LongBench drops it from the named list).
+    assert classification_score("Location city", "Location city", trec.all_classes) == 1.0
+
+
+def test_longbench_line_without_a_field_names_line_and_field(tmp_path):
+    bad = write_jsonl(tmp_path / "qasper.jsonl", [{"input": "q", "answers": ["a"]}])
+    with pytest.raises(ValueError, match=r"qasper.jsonl:1: field 'context' is missing"):
+        longbench_items(f"longbench:{bad}", 0, WordEstimate().count)
+
+
+def test_chinese_longbench_task_is_refused_unless_a_metric_is_named(tmp_path):
+    zh = write_jsonl(tmp_path / "multifieldqa_zh.jsonl", [{"input": "q", "context": "c", "answers": ["a"]}])
+    with pytest.raises(ValueError, match="Chinese"):
+        longbench_items(f"longbench:{zh}", 0, WordEstimate().count)
+
+
+def test_niah_answers_are_scored_by_the_pipeline_metric():
+    doc = Document(id="d", question="What is the special magic number for x?", context="...", answers=("4821937",))
+    item = EvalItem("niah", 1024, doc)
+    assert score_item(item, "4821937") == 1.0
+    assert score_item(item, "4821938") == 0.0
+
+
+def test_aggregate_gives_percent_per_task_mode_length():
+    base = {"task": "niah", "window": 64, "chunk_tokens": 32, "metric": "answer", "model": "m", "seconds": 1.0}
+    records = [{**base, "mode": "emr", "length": 256, "score": s} for s in (1.0, 1.0, 0.0, 1.0)]
+    records += [{**base, "mode": "one-round", "length": 256, "score": 0.0}]
+    rows = aggregate(records)
+    assert [(r["mode"], r["score"], r["n"]) for r in rows] == [("emr", 75.0, 4), ("one-round", 0.0, 1)]
+    assert length_bucket(1500) == 2048 and length_bucket(10) == 1024
+
+
+def test_evaluate_reads_in_both_modes_and_writes_the_report(exported_student, longbench_files, tmp_path):
+    qa, _, _ = longbench_files
+    config = EvalConfig(tasks=["niah", f"longbench:{qa}"], lengths=[128, 256], depths=[0.5], n_per_cell=2,
+                        seed=1, max_summary_tokens=6, max_new_tokens=4)
+    rows = evaluate(exported_student, tmp_path / "eval", config, teacher_dir=None)
+
+    cells = {(r["task"], r["mode"], r["length"]): r for r in rows}
+    assert set(cells) == {(t, m, l) for m in ("emr", "one-round")
+                          for t, l in (("niah", 128), ("niah", 256), ("hotpotqa", 1024))}
+    assert all(r["n"] == 2 for r in rows if r["task"] == "niah")
+    assert all(r["window"] == WINDOW and 0.0 <= r["score"] <= 100.0 for r in rows)
+    assert {r["chunk_tokens"] for r in rows if r["mode"] == "emr"} == {WINDOW // 2}
+
+    out = tmp_path / "eval"
+    assert json.loads((out / "results.json").read_text()) == rows
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 2 * (2 * 2 + 1)  # modes x documents
+    emr = [p for p in predictions if p["mode"] == "emr" and p["task"] == "niah" and p["length"] == 256]
+    assert all(p["chunks"] > 1 and p["chunks_read"] >= 1 for p in emr)  # EMR really read chunk by chunk
+    table = (out / "results.md").read_text()
+    assert "| niah | 256 | 4x |" in table and "EMR (Smooth Reading)" in table
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chunks_above_half_the_window_are_refused(exported_student, tmp_path):
+    config = EvalConfig(tasks=["niah"], lengths=[128], depths=[0.5], n_per_cell=1, chunk_tokens=WINDOW // 2 + 1)
+    with pytest.raises(ValueError, match="above half the student's window"):
+        evaluate(exported_student, tmp_path / "eval", config)
+
+
+def test_cli_adds_the_teacher_reference_row(exported_student, tiny_llama_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--model", str(exported_student), "--output", str(out), "--tasks", "niah",
+                 "--lengths", "128", "--depths", "0.5", "--n", "1", "--teacher", str(tiny_llama_dir),
+                 "--max-summary-tokens", "6", "--max-answer-tokens", "4"])
+    assert code == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["mode"] for r in rows] == ["emr", "one-round", "teacher"]
+    assert rows[-1]["window"] is None  # the self-attention teacher has no window
+    assert "teacher one-round" in capsys.readouterr().out
