@@ -1,4 +1,12 @@
-"""Teachers: one interface (`Teacher`) with vLLM, OpenAI-server, transformers and rule backends."""
+"""Teachers: one interface (`Teacher`) with vLLM, OpenAI-server, transformers and rule backends.
+
+    teacher = build_teacher({"backend": "vllm", "model": "path/to/hf-folder", "prompt_mode": "stream"})
+    trajectories = await asyncio.gather(*(teacher.read(doc, plan, max_rounds=32) for doc, plan in work))
+
+`read` raises `TeacherError` for a document the teacher cannot read (malformed output after its re-asks, a
+prompt too long for the model, a rule document without evidence): record it as a reject and go on.
+`TeacherUnavailable` means the backend itself is down: stop and resume later.
+"""
 
 from __future__ import annotations
 
