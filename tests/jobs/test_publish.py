@@ -102,7 +102,8 @@ def test_dataset_to_local_folder_reads_back_with_load_dataset(rule_corpus, tmp_p
     assert {"README.md", "manifest.json", "statistics.json", "config.yaml"} <= {p.name for p in out.iterdir()}
     assert not (out / "rejects.jsonl").exists()
 
-    loaded = datasets.load_dataset(str(out), split="train")
+    # A fresh cache: datasets keys its cache of a local folder on the folder name and the card config, not the files.
+    loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))
     expected = list(read_corpus(rule_corpus))
     assert loaded.num_rows == len(expected) == 5
     assert loaded["document_id"] == [t.document_id for t in expected]
