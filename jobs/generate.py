@@ -424,7 +424,16 @@ class EnginePool:
         self.actors = [actor_class.remote(teacher, asdict(fault)) for _ in range(num_actors)]
         log.info("[%s] %d teacher actor(s), %s each, up to %d documents in flight each", part.name, num_actors,
                  resources, engine.max_in_flight)
-        self.identity = ray.get(self.actors[0].identity.remote(), timeout=engine.restart_timeout_s)
+        try:
+            self.identity = ray.get(self.actors[0].identity.remote(), timeout=engine.restart_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise GenerateError(
+                f"part {part.name!r}: the teacher actor did not start within engine.restart_timeout_s="
+                f"{engine.restart_timeout_s:g}s; it asks for {resources}, the cluster has "
+                f"{ray.cluster_resources()}. Fix: lower engine.num_cpus / num_gpus, or add nodes"
+            ) from None
+        except ray.exceptions.RayActorError as e:
+            raise GenerateError(f"part {part.name!r}: the teacher could not be built in its actor: {e}") from None
         self.load = [0] * num_actors
         self.alone = [False] * num_actors  # reading one suspect document and nothing else
         self.life = [0] * num_actors  # deaths seen: one death fails every document in flight on that actor
@@ -477,6 +486,7 @@ class EnginePool:
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
                 flight = in_flight.pop(ref)
+                progress.in_flight = len(in_flight)
                 work, i = flight.work, flight.actor
                 self.load[i] -= 1
                 self.alone[i] = False
