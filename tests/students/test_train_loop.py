@@ -71,10 +71,10 @@ def _run_dir(tmp_path, stream_tokenizer, trajectories=24):
     return run
 
 
-def _config(**engine) -> dict:
+def _config(kind: str, **engine) -> dict:
     return TrainConfig.from_dict({
         "max_steps": 4,
-        "student": {"window": 64, "hidden_size": 32, "intermediate_size": 64},
+        "student": {"kind": kind, "window": 64, "hidden_size": 32, "intermediate_size": 64},
         "data": {"seq_len": 1536},
         "optim": {"warmup_steps": 1},
         "engine": {"zero_stage": 1, **engine},
@@ -82,19 +82,20 @@ def _config(**engine) -> dict:
     }).to_dict()
 
 
-@pytest.mark.parametrize("engine", [
-    {"zero_stage": 0, "gradient_accumulation": 2},
-    {"zero_stage": 3, "activation_checkpointing": True},
+@pytest.mark.parametrize(("kind", "engine"), [
+    ("swa", {"zero_stage": 0, "gradient_accumulation": 2}),
+    ("gla", {"zero_stage": 3, "activation_checkpointing": True}),
 ])
-def test_training_resumes_exactly_under_each_engine_setting(tmp_path, stream_tokenizer, engine):
+def test_training_resumes_exactly_under_each_engine_setting(tmp_path, stream_tokenizer, kind, engine):
     run = _run_dir(tmp_path, stream_tokenizer)
-    spec = RunSpec(str(run), _config(**engine), "hotpot", "manifest-hash")
+    spec = RunSpec(str(run), _config(kind, **engine), "hotpot", "manifest-hash")
     assert run_training(spec) == 0
     straight = read_metrics(metrics_path(run))
     assert [r["step"] for r in straight] == [1, 2, 3, 4]
     assert latest_train_state(checkpoint_dir(run)).step == 4
     assert sorted(p.name for p in checkpoint_dir(run).glob("step-*")) == [checkpoint_tag(2), checkpoint_tag(4)]
-    assert json.loads((export_dir(run) / "config.json").read_text())["hidden_size"] == 32
+    exported = json.loads((export_dir(run) / "config.json").read_text())
+    assert exported["hidden_size"] == 32 and exported["model_type"] == f"smooth_reading_{kind}"
 
     # As if the run had died right after the step-2 checkpoint: the replay of steps 3-4 matches bit for bit.
     (checkpoint_dir(run) / "latest").write_text(checkpoint_tag(2))
