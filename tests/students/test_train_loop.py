@@ -109,7 +109,7 @@ def test_training_resumes_exactly_under_each_engine_setting(tmp_path, stream_tok
 def test_training_lowers_the_loss(tmp_path, stream_tokenizer):
     run = _run_dir(tmp_path, stream_tokenizer, trajectories=6)
     config = TrainConfig.from_dict({
-        "max_steps": 20,
+        "max_steps": 40,
         "student": {"window": 64, "hidden_size": 32, "intermediate_size": 64},
         "data": {"seq_len": 1536},
         "optim": {"lr": 3e-3, "warmup_steps": 3},
