@@ -216,3 +216,35 @@ def test_ray_train_launch_trains_what_the_local_launch_trains(corpus, config_fil
     fields = ("step", "loss", "lr", "tokens")
     assert [[r[f] for f in fields] for r in _metrics(run_dir)] == [[r[f] for f in fields] for r in _metrics(straight_run)[:2]]
     assert (run_dir / "export" / "model.safetensors").exists()
+
+
+def test_a_student_converted_from_llama_starts_from_its_weights(corpus, tiny_llama_dir, tmp_path):
+    """With a window longer than any document, the converted student is the Llama: its first loss is the Llama's."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+
+    from jobs.train import launch, prepare_run
+    from students.data import DataPosition, PackedBatches, TokenizedCorpus
+    from students.train import metrics_path, read_metrics, tokenized_dir
+
+    config = tmp_path / "init.yaml"
+    config.write_text(yaml.safe_dump({
+        "max_steps": 1, "student": {"kind": "swa", "window": 512}, "data": {"seq_len": 512},
+        "engine": {"zero_stage": 1, "precision": "fp32"}, "checkpoint": {"every": 1, "keep_last": 1},
+    }))
+    spec = prepare_run(corpus, tmp_path / "run", config, {"student.init": str(tiny_llama_dir)})
+    assert launch(spec, "local") == 0
+    first_loss = read_metrics(metrics_path(tmp_path / "run"))[0]["loss"]
+
+    llama = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    row = PackedBatches(TokenizedCorpus(tokenized_dir(tmp_path / "run")), 512, seed=0).micro_batches(DataPosition())[0]
+    bounds = row.cu_seqlens.tolist()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start, end in zip(bounds, bounds[1:]):
+            logits = llama(input_ids=row.input_ids[:, start:end]).logits[0]
+            labels = row.labels[0, start:end]
+            total += F.cross_entropy(logits[:-1], labels[1:], ignore_index=-100, reduction="sum").item()
+            count += int((labels[1:] != -100).sum())
+    assert first_loss == pytest.approx(total / count, rel=1e-5)
