@@ -33,6 +33,9 @@ class VLLMTeacherConfig(LLMTeacherConfig):
     field_max_chars: int = 400  # with structured_output: the longest Target / Clues / Reason line
     seed: int = 0  # engine seed (sampling["seed"] seeds each request)
     enforce_eager: bool = False  # skip graph compilation: slower decoding, much faster start (tests, small runs)
+    # KV cache block size in tokens (None: vLLM's default, 16 on GPU, 128 on CPU). The prefix cache reuses whole
+    # blocks only, so a stream-mode round recomputes up to one block of the conversation before its new chunk.
+    block_size: int | None = None
 
 
 # Keys of `sampling` that the teacher sets itself, per request.
@@ -112,7 +115,7 @@ class VLLMTeacher(LLMTeacher):
             model=self.config.model, dtype=self.config.dtype, max_model_len=self.config.max_model_len,
             max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=int(self.config.kv_cache_gb * GIB),
             enable_prefix_caching=True, seed=self.config.seed, disable_log_stats=False,
-            enforce_eager=self.config.enforce_eager,
+            enforce_eager=self.config.enforce_eager, block_size=self.config.block_size,
         )
         self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[self.prefix_cache.factory])
         self._loop = loop

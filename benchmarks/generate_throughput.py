@@ -1,0 +1,293 @@
+"""Generate throughput: the generate pipeline against raw vLLM on the same requests, and stream-mode prefill cost.
+
+For each prompt mode (summary, stream) this one run does, on one model with one set of engine settings:
+
+1. pipeline: the generate job's stages in this process (plan -> teach -> filter -> write a corpus) with the vLLM
+   teacher's async engine, `--max-in-flight` documents at once. Every engine request is recorded (prompt token
+   ids, sampling settings, tokens generated, prompt tokens served from the prefix cache).
+2. raw: vLLM's offline `LLM.generate` on exactly those recorded requests, all submitted at once (the upper bound:
+   no round waits for the previous one), with the same engine settings.
+
+(a) ratio = pipeline generated tokens/s / raw generated tokens/s (goal >= 0.95). Both engines are warmed up
+first; times run from the first request to the last result (the pipeline's includes filtering and writing).
+(b) stream mode only: prefill per round / new tokens per round, over rounds after the first. Prefill actually
+computed = prompt tokens - tokens vLLM served from its prefix cache (num_cached_tokens); new tokens = prompt
+tokens - (the previous request's prompt + its generated tokens), i.e. what this round added (goal <= 1.2).
+
+    python benchmarks/generate_throughput.py                      # a tiny random Llama made in code
+    python benchmarks/generate_throughput.py --model ~/.cache/smooth-reading/SmolLM2-135M-Instruct --dtype bfloat16
+
+Writes benchmarks/results/generate_throughput.{json,md}. The Ray actor layer of the job is not in the timing
+(it adds one task per document, not per token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+READING: contextvars.ContextVar[str] = contextvars.ContextVar("reading", default="")
+
+
+@dataclass
+class Request:
+    document_id: str
+    prompt_ids: list[int]
+    max_tokens: int
+    kind: str
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class BenchConfig:
+    model: str
+    dtype: str
+    documents: int
+    length: int
+    chunk_low: int
+    chunk_high: int
+    max_rounds: int
+    max_in_flight: int
+    max_num_seqs: int
+    structured_output: bool
+    block_size: int | None
+    teacher_extra: dict = field(default_factory=dict)
+
+
+def make_tiny_llama(folder: Path) -> Path:
+    """The tests' tiny Llama (2 layers, hidden 64) with a stream tokenizer trained on the shipped HotpotQA text."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pipeline.sources import hotpotqa_paragraphs
+    from students.tokenizer import train_stream_tokenizer
+
+    tokenizer = train_stream_tokenizer([p for _, p in hotpotqa_paragraphs()], vocab_size=1024)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def stop_bias(model: str) -> dict[int, float]:
+    from transformers import AutoTokenizer
+
+    from tests.teachers.test_vllm import stop_spelling_bias
+
+    return stop_spelling_bias(AutoTokenizer.from_pretrained(model))
+
+
+def teacher_config(bench: BenchConfig, mode: str) -> dict:
+    return {
+        "backend": "vllm", "model": bench.model, "dtype": bench.dtype, "max_model_len": 4096,
+        "max_num_seqs": bench.max_num_seqs, "kv_cache_gb": 1.0, "enforce_eager": True, "prompt_mode": mode,
+        "structured_output": bench.structured_output, "field_max_chars": 12, "max_round_tokens": 64,
+        "max_answer_tokens": 16, "sampling": {"temperature": 0.0}, "block_size": bench.block_size,
+        **bench.teacher_extra,
+    }
+
+
+def recording_teacher(config: dict):
+    """The vLLM teacher, recording every engine request it makes (the benchmark's only addition)."""
+    from teachers import build_teacher
+
+    teacher = build_teacher(config)
+    requests: list[Request] = []
+    complete = teacher.complete
+
+    async def recorded(messages, max_tokens, kind="round"):
+        out = await complete(messages, max_tokens, kind)
+        requests.append(Request(READING.get(), teacher.render_prompt(messages), max_tokens, kind, out.prompt_tokens,
+                                out.cached_tokens, out.completion_tokens))
+        return out
+
+    teacher.complete = recorded
+    return teacher, requests
+
+
+async def run_pipeline(teacher, requests: list[Request], docs, bench: BenchConfig, output: Path) -> dict:
+    """The generate job's stages: plan, teach (max_in_flight documents at once), filter, write."""
+    from jobs.generate import FilterConfig, ChunkingConfig, Progress, filter_trajectories, plan
+    from pipeline.chunking import WordEstimate
+    from pipeline.corpus import CorpusWriter
+    from pipeline.trajectory import Trajectory
+    from teachers.base import TeacherError
+
+    counter = WordEstimate()
+    chunking = ChunkingConfig(low=bench.chunk_low, high=bench.chunk_high)
+    planned = [p for p in plan(docs, chunking, 0, counter) if isinstance(p, tuple)]
+    await teacher.complete([{"role": "user", "content": "warm up"}], 4)  # engine start is not throughput
+    requests.clear()
+
+    gate = asyncio.Semaphore(bench.max_in_flight)
+
+    async def read(doc, chunk_plan):
+        async with gate:
+            READING.set(doc.id)  # each gathered read is its own task, with its own copy of the context
+            try:
+                return await teacher.read(doc, chunk_plan, bench.max_rounds)
+            except TeacherError as e:
+                print(f"left out: {e}"[:300])
+                return None
+
+    progress = Progress("bench", len(planned), 1e9)
+    start = time.perf_counter()
+    taught = [t for t in await asyncio.gather(*(read(d, p) for d, p in planned)) if t is not None]
+    with CorpusWriter(output, shard_size=64) as writer:
+        for item in filter_trajectories(taught, FilterConfig(min_answer_score=0.0), counter, progress):
+            if isinstance(item, Trajectory):
+                writer.write(item)
+            else:
+                writer.reject(item)
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "documents": len(planned), "written": progress.done}
+
+
+def run_raw(requests: list[Request], config: dict, bench: BenchConfig) -> dict:
+    """vLLM's offline LLM.generate on the recorded requests, same engine settings, all at once."""
+    from vllm import LLM
+
+    from teachers import build_teacher
+
+    params_of = build_teacher(config)  # the teacher's own SamplingParams (stop strings, structured output)
+    llm = LLM(
+        model=config["model"], dtype=config["dtype"], max_model_len=config["max_model_len"],
+        max_num_seqs=config["max_num_seqs"], kv_cache_memory_bytes=int(config["kv_cache_gb"] * (1 << 30)),
+        enable_prefix_caching=True, enforce_eager=config["enforce_eager"], seed=0, block_size=config["block_size"],
+    )
+    llm.generate([{"prompt_token_ids": requests[0].prompt_ids}], params_of.sampling_params(4, "round"),
+                 use_tqdm=False)
+    prompts = [{"prompt_token_ids": r.prompt_ids} for r in requests]
+    params = [params_of.sampling_params(r.max_tokens, r.kind) for r in requests]
+    start = time.perf_counter()
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    elapsed = time.perf_counter() - start
+    generated = sum(len(o.outputs[0].token_ids) for o in outputs)
+    del llm
+    return {"seconds": elapsed, "generated_tokens": generated}
+
+
+def stream_prefill(requests: list[Request]) -> dict:
+    """Prefill computed per round over new tokens per round, rounds after a document's first request."""
+    computed = new = 0
+    previous: dict[str, Request] = {}
+    for r in requests:  # in completion order; a document's requests are sequential, so in its own order
+        before = previous.get(r.document_id)
+        previous[r.document_id] = r
+        if before is None or r.kind == "answer":  # the answer continues its own round's prompt: not a round
+            continue
+        computed += r.prompt_tokens - r.cached_tokens
+        new += r.prompt_tokens - (before.prompt_tokens + before.completion_tokens)
+    return {"prefill_computed": computed, "new_tokens": new, "ratio": computed / new if new else float("nan")}
+
+
+def bench_mode(bench: BenchConfig, mode: str, docs, work: Path) -> dict:
+    config = teacher_config(bench, mode)
+    teacher, requests = recording_teacher(config)
+    pipeline = asyncio.run(_pipeline_and_close(teacher, requests, docs, bench, work / f"corpus-{mode}"))
+    pipeline["generated_tokens"] = sum(r.completion_tokens for r in requests)
+    pipeline["requests"] = len(requests)
+    raw = run_raw(requests, config, bench)
+    row = {
+        "mode": mode, "documents": pipeline["documents"], "requests": len(requests),
+        "pipeline_tokens_per_s": pipeline["generated_tokens"] / pipeline["seconds"],
+        "raw_tokens_per_s": raw["generated_tokens"] / raw["seconds"],
+        "pipeline_s": pipeline["seconds"], "raw_s": raw["seconds"],
+        "pipeline_generated": pipeline["generated_tokens"], "raw_generated": raw["generated_tokens"],
+    }
+    row["throughput_ratio"] = row["pipeline_tokens_per_s"] / row["raw_tokens_per_s"]
+    if mode == "stream":
+        row["stream_prefill"] = stream_prefill(requests)
+    return row
+
+
+async def _pipeline_and_close(teacher, requests, docs, bench, output):
+    try:
+        return await run_pipeline(teacher, requests, docs, bench, output)
+    finally:
+        await teacher.close()
+
+
+def write_results(bench: BenchConfig, rows: list[dict], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "generate_throughput.json").write_text(json.dumps({"config": bench.__dict__, "rows": rows}, indent=2))
+    lines = [
+        f"# Generate throughput ({Path(bench.model).name}, {bench.dtype}, {bench.documents} documents, "
+        f"{bench.max_in_flight} in flight, max_num_seqs {bench.max_num_seqs}, KV block {bench.block_size} tokens, "
+        f"at most {bench.max_rounds} rounds)", "",
+        "| prompt mode | requests | pipeline tok/s | raw LLM.generate tok/s | pipeline / raw (goal >= 0.95) "
+        "| stream prefill / new tokens (goal <= 1.2) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        prefill = r.get("stream_prefill")
+        cell = (f"{prefill['ratio']:.2f} ({prefill['prefill_computed']} / {prefill['new_tokens']})"
+                if prefill else "n/a (summary prompts re-send the summary)")
+        lines.append(f"| {r['mode']} | {r['requests']} | {r['pipeline_tokens_per_s']:.0f} | "
+                     f"{r['raw_tokens_per_s']:.0f} | {r['throughput_ratio']:.2f} | {cell} |")
+    (out_dir / "generate_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a Hugging Face folder (default: a tiny random Llama made in code)")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--documents", type=int, default=32)
+    parser.add_argument("--length", type=int, default=1200, help="document length in tokens (NIAH haystacks)")
+    parser.add_argument("--chunk-low", type=int, default=160)
+    parser.add_argument("--chunk-high", type=int, default=320)
+    parser.add_argument("--max-rounds", type=int, default=4)
+    parser.add_argument("--max-in-flight", type=int, default=32)
+    parser.add_argument("--max-num-seqs", type=int, default=32)
+    parser.add_argument("--block-size", type=int, default=32,
+                        help="KV cache block size (vLLM's CPU default is 128; the prefix cache reuses whole blocks)")
+    parser.add_argument("--modes", nargs="+", default=["summary", "stream"], choices=["summary", "stream"])
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    from pipeline.sources import niah_documents
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = args.model or str(make_tiny_llama(work / "tiny-llama"))
+        bench = BenchConfig(
+            model=str(Path(model).expanduser()), dtype=args.dtype, documents=args.documents, length=args.length,
+            chunk_low=args.chunk_low, chunk_high=args.chunk_high, max_rounds=args.max_rounds,
+            max_in_flight=args.max_in_flight, max_num_seqs=args.max_num_seqs,
+            # A random model needs the format imposed, and a bias against <STOP> to read to the round cap;
+            # a real model is measured as it writes.
+            structured_output=args.model is None, block_size=args.block_size,
+            teacher_extra={} if args.model else {"sampling": {"temperature": 0.0, "logit_bias": stop_bias(model)}},
+        )
+        n_cells = max(1, -(-args.documents // 5))
+        depths = [0.1, 0.3, 0.5, 0.7, 0.9]
+        docs = niah_documents([args.length], depths, n_cells, seed=0)[: args.documents]
+        rows = [bench_mode(bench, mode, docs, work) for mode in args.modes]
+    if args.model is None:
+        bench.model = "tiny-llama (random, made in code)"
+    write_results(bench, rows, args.output)
+
+
+if __name__ == "__main__":
+    main()
