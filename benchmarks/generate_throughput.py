@@ -70,29 +70,16 @@ class BenchConfig:
 
 
 def make_tiny_llama(folder: Path) -> Path:
-    """The tests' tiny Llama (2 layers, hidden 64) with a stream tokenizer trained on the shipped HotpotQA text."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The tests' tiny Llama (2 layers, hidden 64) with their stream tokenizer trained on the shipped data."""
+    from tests.tiny_models import save_tiny_llama, train_tiny_tokenizer
 
-    from pipeline.sources import hotpotqa_paragraphs
-    from students.tokenizer import train_stream_tokenizer
-
-    tokenizer = train_stream_tokenizer([p for _, p in hotpotqa_paragraphs()], vocab_size=1024)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(folder, train_tiny_tokenizer())
 
 
 def stop_bias(model: str) -> dict[int, float]:
     from transformers import AutoTokenizer
 
-    from tests.teachers.test_vllm import stop_spelling_bias
+    from tests.tiny_models import stop_spelling_bias
 
     return stop_spelling_bias(AutoTokenizer.from_pretrained(model))
 

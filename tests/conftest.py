@@ -1,17 +1,17 @@
-"""Fixtures every test folder shares: a tokenizer trained on the shipped data and a tiny Llama built in code.
-
-Nothing is downloaded: both are made from pipeline/data in a few hundred milliseconds.
+"""Fixtures every test folder shares: a tokenizer trained on the shipped data, a tiny Llama built in code, an
+exported student and a rule-teacher corpus. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.tiny_models import save_tiny_llama, train_tiny_tokenizer
 
 # Triton fixes its own library as compiled or interpreted at its first import, and any test module may import it
 # first (transformers does). Without CUDA, import it here, before collection, in interpreter mode, then clear the
@@ -22,41 +22,64 @@ if not torch.cuda.is_available() and "triton" not in sys.modules:
 
     del os.environ["TRITON_INTERPRET"]
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "pipeline" / "data"
-
-
-def shipped_texts() -> list[str]:
-    hotpot = json.loads((DATA_DIR / "hotpotqa_distractor_dev100.json").read_text())
-    texts = []
-    for q in hotpot:
-        texts.append(q["question"] + " " + q["answer"])
-        texts.append("".join(q["para_a"]) + "\n\n" + "".join(q["para_b"]))
-        texts.extend("".join(sentences) for _title, sentences, *_ in q["distractors"])
-    texts.append("Target: Clues: Reason: Answer: The special magic number for is:")
-    return texts
-
 
 @pytest.fixture(scope="session")
 def stream_tokenizer():
-    from students.tokenizer import train_stream_tokenizer
-
-    return train_stream_tokenizer(shipped_texts(), vocab_size=1024)
+    return train_tiny_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, stream_tokenizer) -> Path:
-    """A 2-layer Llama (hidden 64, head dim 32) with the stream tokenizer, saved as a Hugging Face folder."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), stream_tokenizer)
+
+
+# An exported student and a rule-teacher corpus, shared by the card and job tests.
+WINDOW = 64
+
+
+@pytest.fixture(scope="session")
+def exported_student(tmp_path_factory, tiny_llama_dir, stream_tokenizer) -> Path:
+    """A sliding-window student converted from the tiny Llama and exported with the train job's export (card too)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from students.checkpoint import ExportInfo, export_hf
+    from students.convert import convert_to_sliding_window
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(stream_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=4096,
-        bos_token_id=stream_tokenizer.bos_token_id, eos_token_id=stream_tokenizer.eos_token_id,
-        pad_token_id=stream_tokenizer.pad_token_id, tie_word_embeddings=False,
+    model = convert_to_sliding_window(tiny_llama_dir, window=WINDOW)
+    info = ExportInfo(
+        student="swa", base_model=None, corpus="corpus", corpus_manifest_hash="0123456789abcdef", steps=3,
+        tokens_seen=3000, seq_len=512, losses=[(1, 5.0), (2, 4.0), (3, 3.5)], config={"student": {"window": WINDOW}},
     )
-    out = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(out)
-    stream_tokenizer.save_pretrained(out)
+    out = tmp_path_factory.mktemp("student") / "export"
+    return export_hf(model, model.state_dict(), stream_tokenizer, out, info)
+
+
+@pytest.fixture(scope="session")
+def rule_corpus(tmp_path_factory) -> Path:
+    """A corpus as the generate job writes it (shards, manifest, statistics, rejects, config.yaml), made in-process
+    with the rule teacher over a few NIAH and long-HotpotQA documents, and one rejected document."""
+    return write_rule_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def write_rule_corpus(out: Path) -> Path:
+    import yaml
+
+    from pipeline.chunking import WordEstimate, plan_chunks
+    from pipeline.corpus import CorpusWriter
+    from pipeline.rejects import Reject
+    from pipeline.sources import long_hotpotqa, niah_documents
+    from teachers.rules import RuleTeacher
+
+    config = {"seed": 0, "parts": [{"name": "rules", "teacher": {"backend": "rules"},
+                                    "sources": [{"kind": "niah", "lengths": [300], "depths": [0.0, 0.5, 1.0]},
+                                                {"kind": "long_hotpotqa", "target_tokens": 400, "n": 2}],
+                                    "chunking": {"low": 60, "high": 120, "counter": "words"}, "max_rounds": 64}]}
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    docs = niah_documents([300], [0.0, 0.5, 1.0], 1, 0) + long_hotpotqa(400, 2, 0)
+    teacher = RuleTeacher()
+    with CorpusWriter(out, shard_size=3, extra={"config_hash": "0123456789abcdef"}) as writer:
+        for doc in docs:
+            writer.write(teacher.read_now(doc, plan_chunks(doc, 60, 120, 0, WordEstimate()), 64))
+        writer.reject(Reject("niah-bad", "question", "has 90 tokens, more than its budget", "shorten it", stage="plan"))
     return out

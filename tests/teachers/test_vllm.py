@@ -15,24 +15,11 @@ from pipeline.stream import parse_summary_and_action
 from teachers import build_teacher
 from teachers.base import TeacherError
 from tests.teachers.conftest import document_of_chunks
+from tests.tiny_models import stop_spelling_bias
 
 pytestmark = pytest.mark.slow
 
 PARAGRAPH = "Paris is the capital of France. Lyon lies on the Rhone and the Saone. " * 3 + "\n\n"
-
-
-def stop_spelling_bias(tokenizer) -> dict[int, float]:
-    """A logit bias against every token that could begin writing <STOP>.
-
-    A random model's greedy action is arbitrary; biased this way it reads on until the structured-output regex
-    of the final round allows nothing but <STOP>, so every document reads to the round cap.
-    """
-    bias = {}
-    for token_id in range(len(tokenizer)):
-        text = tokenizer.decode([token_id]).lstrip("\n").lstrip("<")
-        if text and "STOP>".startswith(text[:5]) and text[:1] == "S":
-            bias[token_id] = -100.0
-    return bias
 
 
 @pytest.fixture(scope="module")
