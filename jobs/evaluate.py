@@ -62,6 +62,7 @@ class EvalConfig:
     lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # NIAH / long-HotpotQA, in tokens
     depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     n_per_cell: int = 2  # NIAH documents per (length, depth)
+    value_digits: int = 7  # NIAH: digits of each needle's value (as the student was trained on)
     n_per_length: int = 10  # long-HotpotQA documents per length
     max_documents: int = 0  # QuALITY / LongBench: at most this many questions per task (0: all)
     chunk_tokens: int = 0  # 0: half the student's window
@@ -257,7 +258,8 @@ def build_items(config: EvalConfig, counter) -> list[EvalItem]:
     items: list[EvalItem] = []
     for task in config.tasks:
         if task == "niah":
-            docs = niah_documents(config.lengths, config.depths, config.n_per_cell, config.seed, counter)
+            docs = niah_documents(config.lengths, config.depths, config.n_per_cell, config.seed, counter,
+                                  value_digits=config.value_digits)
             items += [EvalItem("niah", int(d.metadata["length"]), d) for d in docs]
         elif task == "hotpotqa":
             for length in config.lengths:
@@ -411,12 +413,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-summary-tokens", type=int, default=128, help="cap of one summary (EMR rounds)")
     parser.add_argument("--max-answer-tokens", type=int, default=32, help="cap of the answer")
     parser.add_argument("--seed", type=int, default=1, help="NIAH / long-HotpotQA seed (the demo trains on seed 0)")
+    parser.add_argument("--value-digits", type=int, default=7, help="NIAH: digits of each needle's value")
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     config = EvalConfig(tasks=[t for t in args.tasks.split(",") if t], modes=[m for m in args.modes.split(",") if m],
                         chunk_tokens=args.chunk_tokens, seed=args.seed, max_summary_tokens=args.max_summary_tokens,
-                        max_new_tokens=args.max_answer_tokens)
+                        max_new_tokens=args.max_answer_tokens, value_digits=args.value_digits)
     bad = [m for m in config.modes if m not in MODES or m == "teacher"]
     if bad:
         raise ValueError(f"modes {bad} are unknown. Fix: use emr and/or one-round (the teacher row comes with --teacher)")

@@ -47,6 +47,7 @@ class SourceConfig:
     lengths: list[int] = field(default_factory=lambda: [1000, 2000])  # niah: haystack lengths in tokens
     depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # niah: needle depths, 0 (start) .. 1 (end)
     n_per_cell: int = 1  # niah: documents per (length, depth)
+    value_digits: int = 7  # niah: digits of each needle's value
     limit: int = 0  # keep at most this many documents of the source (0: all)
 
     def __post_init__(self):
@@ -146,6 +147,9 @@ class GenerateConfig:
         for part in content["parts"]:
             part.pop("optional")
             part.pop("engine")
+            for source in part["sources"]:
+                if source.get("value_digits") == 7:  # the default predates the setting: older corpora still resume
+                    source.pop("value_digits")
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -252,7 +256,8 @@ def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
     elif source.kind == "quality":
         items = sources.quality_documents()
     else:
-        items = sources.niah_documents(source.lengths, source.depths, source.n_per_cell, seed, counter)
+        items = sources.niah_documents(source.lengths, source.depths, source.n_per_cell, seed, counter,
+                                       value_digits=source.value_digits)
     for i, item in enumerate(items):
         if source.limit and i >= source.limit:
             return

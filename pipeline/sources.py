@@ -227,13 +227,17 @@ def default_haystack() -> list[str]:
 
 
 def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: int = 1, seed: int = 0,
-                   counter: TokenCounter = WordEstimate(), haystack: str | Sequence[str] | None = None) -> list[Document]:
+                   counter: TokenCounter = WordEstimate(), haystack: str | Sequence[str] | None = None,
+                   value_digits: int = 7) -> list[Document]:
     """The paper's needle-in-a-haystack grid: for each length (tokens) and depth (0 = start, 1 = end), documents
     of real text with one needle sentence inserted on the paragraph boundary nearest the depth.
 
     The haystack is read from its start and repeated from its start when a length needs more text than it holds.
     A custom haystack is a list of paragraphs or a text whose paragraphs are separated by blank lines.
+    Needle values are `value_digits`-digit numbers (the paper's 7 by default; fewer are easier for tiny students).
     """
+    if not 1 <= value_digits <= 18:
+        raise ValueError(f"value_digits={value_digits} is outside 1..18. Fix: give the number of digits of a needle value")
     if haystack is None:
         paragraphs = default_haystack()
         license = NIAH_LICENSE
@@ -254,7 +258,7 @@ def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: 
             for k in range(n_per_cell):
                 rng = random.Random(f"niah:{seed}:{length}:{depth!r}:{k}")
                 key = f"{rng.choice(_KEY_ADJECTIVES)}-{rng.choice(_KEY_NOUNS)}"
-                value = str(rng.randint(1_000_000, 9_999_999))
+                value = str(rng.randint(10 ** (value_digits - 1), 10**value_digits - 1))
                 needle = NEEDLE_TEMPLATE.format(key=key, value=value)
                 budget = length - counter.count(needle) - sep_tokens
                 if budget < 0:

@@ -11,6 +11,7 @@ from jobs.evaluate import (
     EvalConfig,
     EvalItem,
     aggregate,
+    build_items,
     classification_score,
     evaluate,
     length_bucket,
@@ -88,6 +89,17 @@ def test_niah_answers_are_scored_by_the_pipeline_metric():
     item = EvalItem("niah", 1024, doc)
     assert score_item(item, "4821937") == 1.0
     assert score_item(item, "4821938") == 0.0
+
+
+def test_niah_items_and_the_generate_source_take_the_needle_value_digits():
+    from jobs.generate import SourceConfig, read_source
+
+    config = EvalConfig(lengths=[300], depths=[0.0, 1.0], n_per_cell=2, value_digits=4)
+    items = build_items(config, WordEstimate())
+    assert len(items) == 4 and all(len(i.doc.answers[0]) == 4 for i in items)
+    assert all(len(i.doc.answers[0]) == 7 for i in build_items(EvalConfig(lengths=[300], depths=[0.5]), WordEstimate()))
+    source = SourceConfig(kind="niah", lengths=[300], depths=[0.5], n_per_cell=3, value_digits=3)
+    assert [len(d.answers[0]) for d in read_source(source, 0, WordEstimate())] == [3, 3, 3]
 
 
 def test_aggregate_gives_percent_per_task_mode_length():

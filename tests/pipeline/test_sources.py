@@ -97,6 +97,21 @@ def test_niah_grid_has_the_needle_at_each_depth_and_asks_for_its_value():
     assert {d.answers for d in docs} != {d.answers for d in niah_documents(lengths, depths, n_per_cell=2, seed=1)}
 
 
+def test_niah_value_digits_sets_the_needle_value_length_and_seven_stays_the_default():
+    lengths, depths = [300, 600], [0.0, 0.5, 1.0]
+    default = niah_documents(lengths, depths, n_per_cell=3, seed=0)
+    assert default == niah_documents(lengths, depths, n_per_cell=3, seed=0, value_digits=7)
+    for digits in (1, 3, 7, 12):
+        docs = niah_documents(lengths, depths, n_per_cell=3, seed=0, value_digits=digits)
+        for doc, same_cell in zip(docs, default):
+            (value,) = doc.answers
+            assert value.isdigit() and len(value) == digits and not value.startswith("0")
+            assert doc.evidence[0].text == NEEDLE_TEMPLATE.format(key=doc.metadata["key"], value=value)
+            assert doc.metadata["key"] == same_cell.metadata["key"]
+    with pytest.raises(ValueError, match="value_digits"):
+        niah_documents([300], [0.5], value_digits=0)
+
+
 def test_niah_longer_than_the_haystack_repeats_it_and_custom_haystacks_work():
     (doc,) = niah_documents([200_000], [0.5])
     assert 190_000 <= WORDS.count(doc.context) <= 200_000
