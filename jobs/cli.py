@@ -34,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args._module.run(args) or 0)
+    try:
+        return int(args._module.run(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        # Bad input (a config, a path, a document) is the user's to fix: the message names what and how; a
+        # traceback would only bury it. Anything else is our bug and keeps its traceback.
+        print(f"smooth-reading {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

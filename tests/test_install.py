@@ -31,3 +31,16 @@ def test_cli_lists_its_jobs_quickly():
     ).stdout
     for job in ("generate", "train", "evaluate", "publish", "demo"):
         assert job in out
+
+
+def test_a_bad_config_is_one_clear_line_not_a_traceback(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("parts:\n  - name: rules\n    teacher: {backend: rules}\n    sources: [{kind: files}]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "generate", "--config", str(config), "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "source kind 'files' is unknown" in done.stderr and "Fix:" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -85,10 +85,11 @@ def test_hub_without_token_fails_before_any_request(exported_student, monkeypatc
     assert hub.calls == []
 
 
-def test_model_folder_without_config_is_refused(tmp_path):
+def test_model_folder_without_config_is_refused(tmp_path, capsys):
     (tmp_path / "weights").mkdir()
-    with pytest.raises(FileNotFoundError, match="config.json"):
-        main(["publish", "--model", str(tmp_path / "weights"), "--to", str(tmp_path / "out")])
+    assert main(["publish", "--model", str(tmp_path / "weights"), "--to", str(tmp_path / "out")]) == 2
+    assert "config.json" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_dataset_to_local_folder_reads_back_with_load_dataset(rule_corpus, tmp_path):
@@ -135,7 +136,7 @@ def test_dataset_to_hub_uploads_card_and_shards_to_a_private_dataset_repo(rule_c
     assert TOKEN not in out.out + out.err
 
 
-def test_folder_without_shards_is_refused(tmp_path):
+def test_folder_without_shards_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="train-\\*.parquet"):
-        main(["publish", "--dataset", str(tmp_path / "empty"), "--to", str(tmp_path / "out")])
+    assert main(["publish", "--dataset", str(tmp_path / "empty"), "--to", str(tmp_path / "out")]) == 2
+    assert "train-*.parquet" in capsys.readouterr().err
