@@ -34,7 +34,7 @@ TARGET_LENGTH_IN_WINDOWS = 16
 
 @dataclass
 class DemoConfig:
-    generate: dict[str, Any]  # the generate job's config (jobs/generate.py GenerateConfig)
+    generate: dict[str, Any]  # the generate job's config (jobs/generate_config.py GenerateConfig)
     train: dict[str, Any]  # the train job's config (students/train.py TrainConfig)
     evaluate: dict[str, Any] = field(default_factory=dict)  # jobs/evaluate.py EvalConfig
 
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     from jobs.evaluate import EvalConfig, evaluate
-    from jobs.generate import config_from_dict, generate
+    from jobs.generate import generate
+    from jobs.generate_config import config_from_dict
     from jobs.publish import PublishTarget, publish_dataset, publish_model
     from jobs.train import launch, prepare_run
 

@@ -14,216 +14,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import hashlib
 import json
 import logging
 import os
 import time
 import warnings
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from jobs.generate_config import (
+    DEFAULT_CONFIG,
+    PREPARED_MODELS,
+    ChunkingConfig,
+    EngineConfig,
+    FaultConfig,
+    FilterConfig,
+    GenerateConfig,
+    PartConfig,
+    SourceConfig,
+    load_config,
+    missing_model,
+    resolve_model,
+)
+
 log = logging.getLogger("smooth_reading.generate")
-
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "generate_default.yaml"
-SOURCE_KINDS = ("file", "long_hotpotqa", "quality", "niah")
-# Model names a config may use instead of a folder: prepared offline by jobs/teacher_models.py.
-PREPARED_MODELS = ("smollm2",)
-
-
-# ----------------------------------------------------------------------------------------------------------- config
-
-
-@dataclass
-class SourceConfig:
-    kind: str  # file | long_hotpotqa | quality | niah
-    path: str = ""  # file: a jsonl / parquet file or a Hugging Face dataset folder
-    n: int = 8  # long_hotpotqa: documents to build
-    target_tokens: int = 2000  # long_hotpotqa: length of each document
-    lengths: list[int] = field(default_factory=lambda: [1000, 2000])  # niah: haystack lengths in tokens
-    depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # niah: needle depths, 0 (start) .. 1 (end)
-    n_per_cell: int = 1  # niah: documents per (length, depth)
-    value_digits: int = 7  # niah: digits of each needle's value
-    limit: int = 0  # keep at most this many documents of the source (0: all)
-
-    def __post_init__(self):
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"source kind {self.kind!r} is unknown. Fix: use one of {list(SOURCE_KINDS)}")
-        if self.kind == "file" and not self.path:
-            raise ValueError("source kind 'file' needs 'path'. Fix: give a jsonl / parquet file or a dataset folder")
-
-
-@dataclass
-class ChunkingConfig:
-    low: int = 128  # chunk size range in tokens; each document draws its size from it (seeded)
-    high: int = 1024
-    counter: str = "words"  # words: 1.5 tokens per word (the paper's estimate) | tokenizer: exact counts
-    tokenizer: str = ""  # counter 'tokenizer': a Hugging Face folder (or a prepared model name)
-    question_budget: float = 0.5  # the most a question may take, as a fraction of the chunk size; longer: rejected
-
-    def __post_init__(self):
-        if not 0 < self.low <= self.high:
-            raise ValueError(f"chunking: need 0 < low <= high, got low={self.low}, high={self.high}")
-        if self.counter not in ("words", "tokenizer"):
-            raise ValueError(f"chunking.counter {self.counter!r} is unknown. Fix: use 'words' or 'tokenizer'")
-        if self.counter == "tokenizer" and not self.tokenizer:
-            raise ValueError("chunking.counter 'tokenizer' needs chunking.tokenizer (a Hugging Face folder)")
-
-
-@dataclass
-class PartConfig:
-    """One teacher over some sources; a run may hold several parts writing into one corpus."""
-
-    name: str
-    teacher: dict[str, Any]  # teachers.build_teacher config: {"backend": "rules" | "vllm" | ..., ...}
-    sources: list[SourceConfig]
-    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
-    max_rounds: int = 64  # round cap: a document is read in at most this many chunks
-    optional: bool = False  # skip the part (saying so) when its teacher's model folder is missing
-    engine: EngineConfig | None = None  # this part's Ray settings (default: the run's)
-
-    def __post_init__(self):
-        if not self.sources:
-            raise ValueError(f"part {self.name!r} has no sources. Fix: list at least one under 'sources'")
-        if self.max_rounds < 1:
-            raise ValueError(f"part {self.name!r}: max_rounds must be at least 1")
-
-
-@dataclass
-class FilterConfig:
-    min_answer_score: float | None = None  # None: the metric's own pass verdict; a number: score >= it
-    max_stream_tokens: int = 32768  # token cap: longer rendered streams are rejected (the training length)
-
-
-@dataclass
-class EngineConfig:
-    """How teaching runs on Ray. Changes here do not change what is written, so resume ignores them."""
-
-    num_actors: int = 0  # 0: one per GPU of the cluster for LLM teachers, else one
-    max_in_flight: int = 16  # documents one actor reads at once
-    num_cpus: float = 1  # per actor where it gets no GPU
-    num_gpus: float | None = None  # per actor; None: 1 for LLM teachers when the cluster has GPUs, else 0
-    max_restarts: int = 4  # Ray restarts of a dead actor
-    max_attempts: int = 3  # tries of one document before it is rejected with its last error
-    restart_timeout_s: float = 600.0  # how long to wait for a restarted actor (an engine may load for minutes)
-    progress_interval_s: float = 10.0
-
-
-@dataclass
-class FaultConfig:
-    """Faults the tests inject (an engine cannot be made to crash on cue for real). Off by default."""
-
-    crash_after_documents: int = 0  # an actor's first life exits (os._exit) when it starts document N + 1
-    crash_on_document: str = ""  # every life of an actor exits when it starts this document
-    delay_per_document_s: float = 0.0  # slow reading down, so a test can interrupt a run part-way
-
-
-@dataclass
-class GenerateConfig:
-    parts: list[PartConfig]
-    seed: int = 0
-    shard_size: int = 256
-    filter: FilterConfig = field(default_factory=FilterConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    fault: FaultConfig = field(default_factory=FaultConfig)
-
-    def __post_init__(self):
-        if not self.parts:
-            raise ValueError("the config has no parts. Fix: list at least one part (a teacher and its sources)")
-        names = [p.name for p in self.parts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"part names {names} repeat. Fix: give every part its own name")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def content_hash(self) -> str:
-        """Hash of what decides the records (engine and fault settings do not): resume requires it unchanged."""
-        content = {k: v for k, v in self.to_dict().items() if k not in ("engine", "fault")}
-        for part in content["parts"]:
-            part.pop("optional")
-            part.pop("engine")
-            for source in part["sources"]:
-                if source.get("value_digits") == 7:  # the default predates the setting: older corpora still resume
-                    source.pop("value_digits")
-        blob = json.dumps(content, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _build(cls, values: Any, where: str):
-    """A config dataclass from YAML values, nested ones too; unknown keys are named with the allowed ones."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
-    allowed = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}. Fix: use only {sorted(allowed)}")
-    kwargs = {}
-    for name, value in values.items():
-        nested = _NESTED.get((cls, name))
-        if nested is None or value is None:
-            kwargs[name] = value
-        elif isinstance(value, list):
-            kwargs[name] = [_build(nested, v, f"{where}.{name}[{i}]") for i, v in enumerate(value)]
-        else:
-            kwargs[name] = _build(nested, value, f"{where}.{name}")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-_NESTED = {
-    (GenerateConfig, "parts"): PartConfig, (GenerateConfig, "filter"): FilterConfig,
-    (GenerateConfig, "engine"): EngineConfig, (GenerateConfig, "fault"): FaultConfig,
-    (PartConfig, "sources"): SourceConfig, (PartConfig, "chunking"): ChunkingConfig, (PartConfig, "engine"): EngineConfig,
-}
-
-
-def config_from_dict(values: dict[str, Any]) -> GenerateConfig:
-    return _build(GenerateConfig, values, "config")
-
-
-def load_config(path: str | Path) -> GenerateConfig:
-    import yaml
-
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
-    try:
-        return config_from_dict(values)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-
-
-def resolve_model(name: str) -> str:
-    """A prepared model's name (e.g. 'smollm2') as its cache folder; any other value is returned as it is."""
-    if name in PREPARED_MODELS:
-        from jobs.teacher_models import smollm2_dir
-
-        return str(smollm2_dir())
-    return name
-
-
-def missing_model(teacher: dict[str, Any]) -> str | None:
-    """The local model folder a teacher config names when it does not exist (None when present or remote)."""
-    model = teacher.get("model")
-    if not model or teacher.get("backend") == "openai":
-        return None
-    from jobs.teacher_models import is_prepared
-
-    path = Path(resolve_model(model)).expanduser()
-    if model in PREPARED_MODELS:
-        return None if is_prepared(path) else str(path)
-    # Anything else that is not a path (a Hub name such as org/model) is left to the engine to find.
-    looks_local = path.is_absolute() or model.startswith((".", "~"))
-    return str(path) if looks_local and not path.is_dir() else None
 
 
 # ------------------------------------------------------------------------------------------------- stage: read

@@ -92,7 +92,8 @@ def test_niah_answers_are_scored_by_the_pipeline_metric():
 
 
 def test_niah_items_and_the_generate_source_take_the_needle_value_digits():
-    from jobs.generate import SourceConfig, read_source
+    from jobs.generate import read_source
+    from jobs.generate_config import SourceConfig
 
     config = EvalConfig(lengths=[300], depths=[0.0, 1.0], n_per_cell=2, value_digits=4)
     items = build_items(config, WordEstimate())

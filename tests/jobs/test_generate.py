@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.generate import GenerateError, config_from_dict, generate, load_config
+from jobs.generate import GenerateError, generate
+from jobs.generate_config import config_from_dict, load_config
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
 from pipeline.trajectory import Trajectory

@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from jobs.generate import config_from_dict, generate
+from jobs.generate import generate
+from jobs.generate_config import config_from_dict
 from pipeline.corpus import read_corpus
 from pipeline.stream import parse_summary_and_action
 from tests.jobs.test_generate import NIAH
