@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
