@@ -73,7 +73,7 @@ def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
         items = sources.quality_documents()
     else:
         items = sources.niah_documents(source.lengths, source.depths, source.n_per_cell, seed, counter,
-                                       value_digits=source.value_digits)
+                                       value_digits=source.value_digits, random_start=source.random_start)
     for i, item in enumerate(items):
         if source.limit and i >= source.limit:
             return

@@ -31,6 +31,7 @@ class SourceConfig:
     depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # niah: needle depths, 0 (start) .. 1 (end)
     n_per_cell: int = 1  # niah: documents per (length, depth)
     value_digits: int = 7  # niah: digits of each needle's value
+    random_start: bool = False  # niah: each haystack starts at a seeded paragraph (not the text's start)
     limit: int = 0  # keep at most this many documents of the source (0: all)
 
     def __post_init__(self):
@@ -131,8 +132,9 @@ class GenerateConfig:
             part.pop("optional")
             part.pop("engine")
             for source in part["sources"]:
-                if source.get("value_digits") == 7:  # the default predates the setting: older corpora still resume
-                    source.pop("value_digits")
+                for name, default in (("value_digits", 7), ("random_start", False)):
+                    if source.get(name) == default:  # defaults that predate the setting: older corpora still resume
+                        source.pop(name)
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

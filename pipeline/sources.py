@@ -228,13 +228,16 @@ def default_haystack() -> list[str]:
 
 def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: int = 1, seed: int = 0,
                    counter: TokenCounter = WordEstimate(), haystack: str | Sequence[str] | None = None,
-                   value_digits: int = 7) -> list[Document]:
+                   value_digits: int = 7, random_start: bool = False) -> list[Document]:
     """The paper's needle-in-a-haystack grid: for each length (tokens) and depth (0 = start, 1 = end), documents
     of real text with one needle sentence inserted on the paragraph boundary nearest the depth.
 
-    The haystack is read from its start and repeated from its start when a length needs more text than it holds.
+    The haystack is read from its start (skipping paragraphs too long for the room left) and repeated from its
+    start when a length needs more text than it holds.
     A custom haystack is a list of paragraphs or a text whose paragraphs are separated by blank lines.
     Needle values are `value_digits`-digit numbers (the paper's 7 by default; fewer are easier for tiny students).
+    `random_start` reads each document's haystack from a seeded paragraph instead of the start, so that short
+    training documents cover the whole haystack and a student cannot tell the needle by the text around it.
     """
     if not 1 <= value_digits <= 18:
         raise ValueError(f"value_digits={value_digits} is outside 1..18. Fix: give the number of digits of a needle value")
@@ -266,10 +269,17 @@ def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: 
                         f"length {length} is shorter than the needle ({counter.count(needle)} tokens). "
                         "Fix: use lengths of at least a few dozen tokens"
                     )
-                chosen, used, i = [], 0, 0
-                while used + costs[i % len(paragraphs)] + sep_tokens <= budget:
-                    chosen.append(paragraphs[i % len(paragraphs)])
-                    used += costs[i % len(paragraphs)] + sep_tokens
+                i = rng.randrange(len(paragraphs)) if random_start else 0
+                chosen, used, misses = [], 0, 0
+                # A paragraph too long for what is left is skipped, not the end: the text fills its length.
+                while misses < len(paragraphs):
+                    p = i % len(paragraphs)
+                    if used + costs[p] + sep_tokens <= budget:
+                        chosen.append(paragraphs[p])
+                        used += costs[p] + sep_tokens
+                        misses = 0
+                    else:
+                        misses += 1
                     i += 1
                 slot = _boundary_nearest(chosen, depth)
                 chosen.insert(slot, needle)

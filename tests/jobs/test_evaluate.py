@@ -101,6 +101,9 @@ def test_niah_items_and_the_generate_source_take_the_needle_value_digits():
     assert all(len(i.doc.answers[0]) == 7 for i in build_items(EvalConfig(lengths=[300], depths=[0.5]), WordEstimate()))
     source = SourceConfig(kind="niah", lengths=[300], depths=[0.5], n_per_cell=3, value_digits=3)
     assert [len(d.answers[0]) for d in read_source(source, 0, WordEstimate())] == [3, 3, 3]
+    moved = SourceConfig(kind="niah", lengths=[300], depths=[0.5], n_per_cell=3, value_digits=3, random_start=True)
+    assert [d.context for d in read_source(moved, 0, WordEstimate())] != [
+        d.context for d in read_source(source, 0, WordEstimate())]
 
 
 def test_aggregate_gives_percent_per_task_mode_length():

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.chunking import WordEstimate
 from pipeline.sources import (
-    NEEDLE_TEMPLATE, data_dir, hotpotqa_questions, html_paragraphs, long_hotpotqa, niah_documents, quality_documents,
+    NEEDLE_TEMPLATE, data_dir, default_haystack, hotpotqa_questions, html_paragraphs, long_hotpotqa, niah_documents, quality_documents,
 )
 
 WORDS = WordEstimate()
@@ -110,6 +110,22 @@ def test_niah_value_digits_sets_the_needle_value_length_and_seven_stays_the_defa
             assert doc.metadata["key"] == same_cell.metadata["key"]
     with pytest.raises(ValueError, match="value_digits"):
         niah_documents([300], [0.5], value_digits=0)
+
+
+def test_niah_random_start_reads_each_haystack_from_a_seeded_paragraph_and_keeps_the_needles():
+    lengths, depths = [600, 1200], [0.0, 0.5, 1.0]
+    default = niah_documents(lengths, depths, n_per_cell=3, seed=0)
+    moved = niah_documents(lengths, depths, n_per_cell=3, seed=0, random_start=True)
+    assert moved == niah_documents(lengths, depths, n_per_cell=3, seed=0, random_start=True)
+    first = default_haystack()[0]
+    assert all(d.context.startswith(first) or d.evidence[0].start == 0 for d in default)
+    assert len({d.context.replace(d.evidence[0].text, "")[:60] for d in moved}) > len(moved) // 2
+    for doc, same_cell in zip(moved, default):
+        doc.validate()
+        assert (doc.answers, doc.metadata["key"]) == (same_cell.answers, same_cell.metadata["key"])
+        assert doc.context.count("special magic number") == 1
+        assert 0.9 * doc.metadata["length"] <= WORDS.count(doc.context) <= doc.metadata["length"]
+        assert abs(doc.evidence[0].start / len(doc.context) - doc.metadata["depth"]) < 0.1
 
 
 def test_niah_longer_than_the_haystack_repeats_it_and_custom_haystacks_work():
