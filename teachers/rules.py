@@ -1,8 +1,11 @@
 """The paper's rule-written trajectories, for documents whose evidence is known (needle-in-a-haystack, HotpotQA).
 
-Per chunk: Target restates the question; Clues lists the evidence read so far; Reason says which chunk brought
-which evidence, or that the chunk held nothing relevant. The teacher stops on the chunk that completes the
+Per chunk: Target restates the question; Clues lists the evidence read so far; Reason says which evidence the
+chunk just read brought, or that it held nothing relevant. The teacher stops on the chunk that completes the
 evidence and answers with the reference. Deterministic: the same document and plan give the same trajectory.
+
+No summary counts chunks: a round far into a long document reads like one early in a short document, so a student
+trained on short documents meets nothing new in long ones (with "Chunk 37" in the Reason it would).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class RuleTeacher(Teacher):
         self.rules_sha256 = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "model": "", "sampling": {}, "prompt_template": "rules_v1",
+        return {"name": self.name, "model": "", "sampling": {}, "prompt_template": "rules_v2",
                 "prompt_sha256": self.rules_sha256}
 
     async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
@@ -86,9 +89,9 @@ class RuleTeacher(Teacher):
             clue_text = " ".join(f"({n}) {c}" for n, c in enumerate(clues, 1)) if clues else NO_CLUES
             if new:
                 brought = " and ".join(label(text) for text in new)
-                reason = f"Chunk {k + 1} brought {brought}."
+                reason = f"This chunk brought {brought}."
             else:
-                reason = f"Chunk {k + 1} held nothing relevant to the question; the clues are unchanged."
+                reason = "This chunk held nothing relevant to the question; the clues are unchanged."
             action = "STOP" if k == last_needed else "READ"
             if action == "STOP":
                 reason += f" The evidence is complete ({len(clues)} of {len(clues)}), so the question can be answered."

@@ -38,8 +38,10 @@ def test_niah_stops_exactly_on_the_chunk_that_holds_the_needle(depth):
     assert [r.chunk_index for r in traj.rounds] == list(range(stop_chunk + 1))
     assert [r.action for r in traj.rounds] == ["READ"] * stop_chunk + ["STOP"]
     assert all(r.summary.clues == NO_CLUES and "held nothing relevant" in r.summary.reason for r in traj.rounds[:-1])
+    # rounds do not count chunks: a round deep in a long document reads like one in a short document
+    assert len({r.summary for r in traj.rounds[:-1]}) <= 1
     last = traj.rounds[-1].summary
-    assert needle.text in last.clues and f"Chunk {stop_chunk + 1} brought" in last.reason
+    assert needle.text in last.clues and "This chunk brought" in last.reason
     assert all(doc.question in r.summary.target for r in traj.rounds)  # the task restated every round
     assert traj.answer == doc.answers[0] and traj.answer_passed and traj.answer_score == 1.0
     assert [(s, a) for s, a, _ in parsed_rounds(traj)] == [(r.summary, r.action) for r in traj.rounds]
