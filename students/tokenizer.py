@@ -21,9 +21,15 @@ CHAT_TEMPLATE = (
 
 
 def train_stream_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on `texts`, with the stream markers as single special tokens."""
+    """A byte-level BPE tokenizer trained on `texts`, with the stream markers as single special tokens.
+
+    Digits are split one per token, as Llama's and Qwen2's tokenizers do: a number is then copied digit by digit,
+    which a small student learns far sooner than copying whatever multi-digit pieces BPE would merge.
+    """
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
