@@ -187,3 +187,12 @@ def test_document_b_does_not_see_document_a_in_a_packed_row(kind):
     assert not torch.equal(logits[0][:23], logits[1][:23])  # document A did change
     assert torch.equal(logits[0][23:], logits[1][23:])  # document B did not
     torch.testing.assert_close(logits[0][23:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_stream_tokenizer_gives_each_digit_its_own_token_and_decodes_losslessly(stream_tokenizer):
+    text = "The special magic number for quiet-dolphin is: 3701443.\n<READ> 1999 or 2024?"
+    ids = stream_tokenizer(text, add_special_tokens=False)["input_ids"]
+    pieces = [stream_tokenizer.decode([i]) for i in ids]
+    digits = [p.strip() for p in pieces if any(c.isdigit() for c in p)]
+    assert digits == list("3701443") + list("1999") + list("2024")  # a needle value is copied digit by digit
+    assert "<READ>" in pieces and stream_tokenizer.decode(ids) == text
