@@ -350,14 +350,26 @@ class EnginePool:
     def _await_restart(self, i: int) -> None:
         import ray
 
-        try:
-            ray.get(self.actors[i].ready.remote(), timeout=self.engine.restart_timeout_s)
-        except ray.exceptions.RayActorError as e:
-            raise GenerateError(
-                f"teacher actor {i} of part {self.part.name!r} died more than engine.max_restarts="
-                f"{self.engine.max_restarts} times ({e}). Fix: find why the engine dies (its log is in the Ray "
-                "session logs), then rerun the same command to resume"
-            ) from None
+        deadline = time.monotonic() + self.engine.restart_timeout_s
+        while True:
+            try:
+                ray.get(self.actors[i].ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                break
+            except ray.exceptions.ActorUnavailableError:
+                # Restarting, not dead: Ray refuses calls until the new process is up (seen on a loaded machine).
+                if time.monotonic() >= deadline:
+                    raise GenerateError(
+                        f"teacher actor {i} of part {self.part.name!r} did not come back within engine."
+                        f"restart_timeout_s={self.engine.restart_timeout_s}. Fix: raise it, or find why the engine "
+                        "starts slowly (Ray session logs), then rerun the same command to resume"
+                    ) from None
+                time.sleep(0.5)
+            except ray.exceptions.RayActorError as e:
+                raise GenerateError(
+                    f"teacher actor {i} of part {self.part.name!r} died more than engine.max_restarts="
+                    f"{self.engine.max_restarts} times ({e}). Fix: find why the engine dies (its log is in the Ray "
+                    "session logs), then rerun the same command to resume"
+                ) from None
         log.warning("[%s] teacher actor %d died and was restarted; its documents are retried", self.part.name, i)
 
     def prefix_cache_stats(self) -> list[dict[str, Any]]:
