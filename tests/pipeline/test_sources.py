@@ -6,7 +6,8 @@ import pytest
 
 from pipeline.chunking import WordEstimate
 from pipeline.sources import (
-    NEEDLE_TEMPLATE, data_dir, default_haystack, hotpotqa_questions, html_paragraphs, long_hotpotqa, niah_documents, quality_documents,
+    NEEDLE_TEMPLATE, data_dir, default_haystack, hotpotqa_questions, html_paragraphs, long_hotpotqa, niah_documents,
+    quality_documents,
 )
 
 WORDS = WordEstimate()
