@@ -1,9 +1,10 @@
 """Generate a Smooth Reading corpus: documents read chunk by chunk by a teacher, filtered, written as shards.
 
 Stages, datatrove-style, each a generator over the previous one: read -> validate -> plan chunks -> teach ->
-filter -> write. A document that cannot pass a stage becomes a reject record (document, field, problem, fix)
+filter -> put back in read order -> write. A document that cannot pass a stage becomes a reject record (document, field, problem, fix)
 in rejects.jsonl and the run goes on. Teaching runs in Ray actors (`TeacherActor`, one teacher each, many
-documents in flight); finished trajectories stream back to this driver, which writes them as they arrive.
+documents in flight); finished trajectories stream back to this driver, which writes them in the order the
+documents were read, so the same config gives the same bytes however the actors' work interleaves.
 
 Rerunning on the same --output resumes: documents already accepted or rejected are skipped, and the result is
 the set of records an uninterrupted run writes. `ray job submit --address http://HEAD:8265 -- smooth-reading
@@ -21,6 +22,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -509,6 +511,7 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
 
 def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], seen: set[str]) -> dict[str, Any]:
     from pipeline.documents import Document
+    from pipeline.ordering import in_read_order
     from pipeline.trajectory import Trajectory
 
     counter = make_counter(part.chunking)
@@ -535,7 +538,8 @@ def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], 
     try:
         planned = plan(documents, part.chunking, config.seed, counter)
         taught = pool.teach(planned, progress)
-        for item in filter_trajectories(taught, config.filter, counter, progress):
+        filtered = filter_trajectories(taught, config.filter, counter, progress)
+        for item in in_read_order(filtered, [d.id for d in documents], attrgetter("document_id")):
             if isinstance(item, Trajectory):
                 writer.write(item)
                 result["accepted"] += 1
