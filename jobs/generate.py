@@ -199,6 +199,7 @@ class Progress:
     def __init__(self, part: str, total: int, interval_s: float):
         self.part, self.total, self.interval_s = part, total, interval_s
         self.done = self.rejected = self.in_flight = 0
+        self.rounds = 0  # rounds the teacher read, of accepted and rejected trajectories alike
         self.stream_tokens = self.teacher_tokens = 0  # written streams; teacher prompt + completion (LLMs only)
         self.start = self.last = time.monotonic()
 
@@ -215,8 +216,10 @@ class Progress:
         if finished and self.total:
             eta = f"{max(self.total - finished, 0) * elapsed / finished:.0f}s"
         teacher = f", teacher {self.teacher_tokens / elapsed:.0f} tokens/s" if self.teacher_tokens else ""
+        accepted = f"{100 * self.done / finished:.0f}% accepted" if finished else "none finished yet"
         return (f"[{self.part}] {self.done} done / {self.in_flight} in flight / {self.rejected} rejected of "
-                f"{self.total} | written {self.stream_tokens / elapsed:.0f} tokens/s{teacher} | ETA {eta}")
+                f"{self.total} ({accepted}) | {self.rounds / elapsed:.1f} rounds/s | written "
+                f"{self.stream_tokens / elapsed:.0f} tokens/s{teacher} | ETA {eta}")
 
 
 class EnginePool:
@@ -407,6 +410,7 @@ def filter_trajectories(items: Iterable[Any], config: FilterConfig, counter, pro
             continue
         reason, stream_tokens = _filter_reason(item, config, counter)
         progress.teacher_tokens += item.prompt_tokens + item.completion_tokens
+        progress.rounds += len(item.rounds)
         if reason is None:
             progress.done += 1
             progress.stream_tokens += stream_tokens

@@ -238,6 +238,18 @@ def test_the_embedded_default_runs_the_rule_part_and_says_the_model_is_missing(
     assert statistics["sources"] == {"hotpotqa": 100, "niah": 40} and statistics["documents"] == 140
 
 
+def test_the_progress_line_says_what_a_person_watching_ray_job_logs_needs(monkeypatch):
+    from jobs import generate as job
+
+    clock = iter([100.0, 110.0])
+    monkeypatch.setattr(job.time, "monotonic", lambda: next(clock))
+    progress = job.Progress("rules", total=40, interval_s=30)
+    progress.done, progress.rejected, progress.in_flight, progress.rounds = 6, 2, 4, 25
+    progress.stream_tokens = 5000
+    assert progress.line() == ("[rules] 6 done / 4 in flight / 2 rejected of 40 (75% accepted) | 2.5 rounds/s | "
+                               "written 500 tokens/s | ETA 40s")
+
+
 def test_config_errors_name_the_setting_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"config.parts\[0\]: unknown setting\(s\) \['max_round'\]"):
         config_from_dict({"parts": [{"name": "a", "teacher": {"backend": "rules"}, "sources": [NIAH],
