@@ -212,6 +212,11 @@ def pack_rows(lengths: np.ndarray, keys: list[str], seq_len: int, seed: int, epo
     return rows
 
 
+def fitted_seq_len(lengths: np.ndarray, multiple: int = 256) -> int:
+    """The shortest training length, in whole `multiple`s, that holds every stream: nothing is left out."""
+    return int(-(-int(np.max(lengths)) // multiple) * multiple)
+
+
 def count_too_long(lengths: np.ndarray, seq_len: int) -> int:
     return int((np.asarray(lengths) > seq_len).sum())
 
