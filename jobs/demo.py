@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config_path = args.config or (QUICK_CONFIG if args.quick else FULL_CONFIG)
     summary = run_demo(Path(args.output), DemoConfig.load(config_path))
     print()
