@@ -77,10 +77,22 @@ class PartConfig:
             raise ValueError(f"part {self.name!r}: max_rounds must be at least 1")
 
 
+def _all_checks() -> list[str]:
+    from pipeline.verify import CHECKS
+
+    return list(CHECKS)
+
+
 @dataclass
 class FilterConfig:
     min_answer_score: float | None = None  # None: the metric's own pass verdict; a number: score >= it
     max_stream_tokens: int = 32768  # token cap: longer rendered streams are rejected (the training length)
+    checks: list[str] = field(default_factory=_all_checks)  # the verifier's checks to apply (pipeline/verify.py)
+
+    def __post_init__(self):
+        from pipeline.verify import check_names
+
+        self.checks = list(check_names(self.checks))
 
 
 @dataclass
@@ -128,6 +140,8 @@ class GenerateConfig:
     def content_hash(self) -> str:
         """Hash of what decides the records (engine and fault settings do not): resume requires it unchanged."""
         content = {k: v for k, v in self.to_dict().items() if k not in ("engine", "fault")}
+        if content["filter"]["checks"] == _all_checks():  # the default that predates the setting
+            content["filter"].pop("checks")
         for part in content["parts"]:
             part.pop("optional")
             part.pop("engine")

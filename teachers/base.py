@@ -101,6 +101,12 @@ def question_text(doc: Document) -> str:
     return doc.question + "\n" + "\n".join(lines) + "\nAnswer with the letter of the correct option."
 
 
+def record_metadata(doc: Document) -> dict[str, Any]:
+    """A trajectory's metadata: the document's, plus where its evidence lies (the verifier checks against it)."""
+    spans = {"evidence_spans": [[e.start, e.end] for e in doc.evidence]} if doc.evidence else {}
+    return {**doc.metadata, **spans}
+
+
 def check_plan(doc: Document, plan: ChunkPlan, max_rounds: int) -> tuple[int, ...]:
     """The plan's chunk ends, after checking they cut exactly this document's context."""
     if plan.document_id != doc.id:
@@ -294,7 +300,7 @@ class LLMTeacher(Teacher):
             document_id=doc.id, question=question, context=doc.context,
             chunk_ends=ends, rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
             answer_passed=passed, answer_score=answer_score, source=doc.source,
-            metadata={**doc.metadata, "teacher_usage": {"cached_tokens": cached, "retries": retries}},
+            metadata={**record_metadata(doc), "teacher_usage": {"cached_tokens": cached, "retries": retries}},
         )
 
 
