@@ -23,10 +23,17 @@ from pipeline.trajectory import TeacherRound, Trajectory
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 PromptMode = Literal["summary", "stream"]
-ReplyKind = Literal["round", "final", "answer"]
+ReplyKind = Literal["round", "read", "final", "answer"]
 PROMPT_MODES: tuple[str, ...] = ("summary", "stream")
 # The parts of one prompt family; each is a file PROMPTS_DIR / f"{name}.{part}.txt".
 PROMPT_PARTS: tuple[str, ...] = ("system", "round", "stream_first", "stream_next", "last", "reask")
+HINTS_DIR = PROMPTS_DIR / "hints"
+HINTS: tuple[str, ...] = ("none", "evidence")
+# The hinted teacher's parts: a chunk with nothing, with evidence, with the last evidence (and the answer).
+HINT_PARTS: tuple[str, ...] = ("nothing", "evidence", "complete")
+HINT_TEMPLATE = "evidence_v1"
+NO_CONTEXT_TEMPLATE = "no_context_v1.question"
+HINT_QUOTE_CHARS = 400  # evidence quoted in a hint is cut to this length
 
 
 class TeacherError(RuntimeError):
@@ -136,10 +143,11 @@ def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     )
 
 
-def summary_regex(field_max_chars: int, final: bool) -> str:
-    """The format of one summary round, as a regex for vLLM's structured output."""
+def summary_regex(field_max_chars: int, kind: ReplyKind) -> str:
+    """The format of one summary round of `kind` ("round": READ or STOP, "read", "final"), as a regex for
+    structured output."""
     line = f"[^\\n<]{{1,{field_max_chars}}}"
-    action = re.escape(STOP) if final else f"({re.escape(READ)}|{re.escape(STOP)})"
+    action = {"final": re.escape(STOP), "read": re.escape(READ)}.get(kind, f"({re.escape(READ)}|{re.escape(STOP)})")
     return f"Target: {line}\\nClues: {line}\\nReason: {line}\\n{action}"
 
 
@@ -179,8 +187,14 @@ class LLMTeacherConfig:
     max_round_tokens: int = 256  # cap on one summary (Target/Clues/Reason + action)
     max_answer_tokens: int = 64
     max_retries: int = 1  # re-asks of a malformed round before the document is rejected
+    # "evidence": each round's prompt says whether the chunk holds evidence and, at the last, the reference answer
+    # (rationalization: the teacher writes the summary a reader should have written). Needs documents with evidence.
+    hint: str = "none"
+    no_context_check: bool = False  # also ask the question without the document (MemAgent's check; the verifier)
 
     def __post_init__(self):
+        if self.hint not in HINTS:
+            raise ValueError(f"hint {self.hint!r} is not one of {HINTS}. Fix: use 'evidence' or leave it out")
         if self.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"prompt_mode {self.prompt_mode!r} is not one of {PROMPT_MODES}")
         if self.max_round_tokens < 1 or self.max_answer_tokens < 1:
@@ -201,6 +215,10 @@ class LLMTeacher(Teacher):
     def __init__(self, config: LLMTeacherConfig):
         self.config = config
         self.templates = PromptTemplates.load(config.prompt_template)
+        self.hints = {part: (HINTS_DIR / f"{HINT_TEMPLATE}.{part}.txt").read_text(encoding="utf-8")
+                      for part in HINT_PARTS} if config.hint == "evidence" else {}
+        self.no_context_prompt = ((HINTS_DIR / f"{NO_CONTEXT_TEMPLATE}.txt").read_text(encoding="utf-8")
+                                  if config.no_context_check else "")
 
     @abstractmethod
     async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
@@ -228,14 +246,48 @@ class LLMTeacher(Teacher):
             "prompt_sha256": self.templates.sha256,
             "max_round_tokens": self.config.max_round_tokens,
             "max_answer_tokens": self.config.max_answer_tokens,
+            **self._hint_identity(),
         }, sort_keys=True))
+
+    def _hint_identity(self) -> dict[str, Any]:
+        """Only hinted or no-context teachers add keys: unhinted records keep the identity (and hash) they had."""
+        extra: dict[str, Any] = {}
+        if self.hints:
+            text = "\0".join(self.hints[part] for part in HINT_PARTS)
+            extra.update(hint=self.config.hint, hint_template=HINT_TEMPLATE,
+                         hint_sha256=hashlib.sha256(text.encode()).hexdigest())
+        if self.no_context_prompt:
+            extra["no_context_sha256"] = hashlib.sha256(self.no_context_prompt.encode()).hexdigest()
+        return extra
+
+    def _round_hints(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[str], int | None]:
+        """Per chunk, the hint appended to its prompt, and the chunk that completes the evidence (stop there).
+
+        Evidence counts as read in the chunk where it ends, as for the rule teacher.
+        """
+        if not self.hints:
+            return [""] * len(ends), None
+        if not doc.evidence:
+            raise TeacherError(doc.id, None, "field 'evidence' is empty, so the hinted teacher cannot tell which chunk "
+                               "holds the answer. Fix: give the document evidence spans, or read it unhinted")
+        found = [next(i for i, end in enumerate(ends) if e.end <= end) for e in doc.evidence]
+        last = max(found)
+        hints = []
+        for k in range(len(ends)):
+            quoted = " ".join(" ".join(e.text.split()) for e, i in zip(doc.evidence, found) if i == k)
+            if len(quoted) > HINT_QUOTE_CHARS:
+                quoted = quoted[: HINT_QUOTE_CHARS - 1] + "…"
+            part = "complete" if k == last else "evidence" if quoted else "nothing"
+            hints.append(self.hints[part].format(evidence=quoted, answer=doc.answers[0].strip()))
+        return hints, last
 
     async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         ends = check_plan(doc, plan, max_rounds)
         chunks = chunk_texts(doc.context, ends)
         question = question_text(doc)
         t = self.templates
-        n_rounds = min(len(chunks), max_rounds)
+        hints, stop_at = self._round_hints(doc, ends)
+        n_rounds = min(len(chunks), max_rounds, stop_at + 1 if stop_at is not None else len(chunks))
         system = {"role": "system", "content": t.system}
         conversation: list[dict[str, str]] = [system]  # stream mode: grows round by round
         summary_so_far = "None yet: this is the first chunk."
@@ -246,8 +298,9 @@ class LLMTeacher(Teacher):
 
         for k in range(n_rounds):
             final = k == n_rounds - 1
+            last = t.last.format(chunk_number=k + 1) if final and k != stop_at else ""
             fields = dict(question=question, chunk=chunks[k], chunk_number=k + 1, num_chunks=len(chunks),
-                          summary=summary_so_far, last=t.last.format(chunk_number=k + 1) if final else "")
+                          summary=summary_so_far, last=last + hints[k])
             if self.config.prompt_mode == "stream":
                 user = (t.stream_first if k == 0 else t.stream_next).format(**fields)
                 messages = conversation + [{"role": "user", "content": user}]
@@ -257,7 +310,7 @@ class LLMTeacher(Teacher):
             prompt_tokens = completion_tokens = cached_tokens = 0
             attempt_messages = messages
             for attempt in range(self.config.max_retries + 1):
-                kind = "final" if final else "round"
+                kind = "final" if final else "read" if self.hints else "round"
                 out = await _complete_or_reject(self, doc, k, attempt_messages, self.config.max_round_tokens, kind)
                 prompt_tokens += out.prompt_tokens
                 completion_tokens += out.completion_tokens
@@ -295,16 +348,25 @@ class LLMTeacher(Teacher):
             summary_so_far = summary.render().strip()
             conversation = messages + [{"role": "assistant", "content": reply}]
 
+        metadata = {**record_metadata(doc), "teacher_usage": {"cached_tokens": cached, "retries": retries}}
+        if self.no_context_prompt:
+            metadata["no_context_answer"] = await self._answer_without_context(doc, question)
         answer_score, passed = score_answer(doc, answer)
         return Trajectory(
             document_id=doc.id, question=question, context=doc.context,
             chunk_ends=ends, rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
-            answer_passed=passed, answer_score=answer_score, source=doc.source,
-            metadata={**record_metadata(doc), "teacher_usage": {"cached_tokens": cached, "retries": retries}},
+            answer_passed=passed, answer_score=answer_score, source=doc.source, metadata=metadata,
         )
 
+    async def _answer_without_context(self, doc: Document, question: str) -> str:
+        """The teacher's answer to the question alone: a question it answers so does not test reading."""
+        messages = [{"role": "user", "content": self.no_context_prompt.format(question=question)},
+                    {"role": "assistant", "content": "Answer:"}]
+        out = await _complete_or_reject(self, doc, None, messages, self.config.max_answer_tokens, "answer")
+        return _clean_answer(out.text)
 
-async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index: int, messages: list[dict[str, str]],
+
+async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index: int | None, messages: list[dict[str, str]],
                               max_tokens: int, kind: ReplyKind) -> Completion:
     try:
         return await teacher.complete(messages, max_tokens, kind)

@@ -81,7 +81,7 @@ class OpenAIServerTeacher(LLMTeacher):
             )
             if self.config.structured_output:
                 regex = (answer_regex(self.config.field_max_chars) if kind == "answer"
-                         else summary_regex(self.config.field_max_chars, final=kind == "final"))
+                         else summary_regex(self.config.field_max_chars, kind))
                 extra["structured_outputs"] = {"regex": regex}
             request["extra_body"] = extra
         return request

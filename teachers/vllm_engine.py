@@ -131,7 +131,7 @@ class VLLMTeacher(LLMTeacher):
         structured = None
         if self.config.structured_output:
             regex = (answer_regex(self.config.field_max_chars) if kind == "answer"
-                     else summary_regex(self.config.field_max_chars, final=kind == "final"))
+                     else summary_regex(self.config.field_max_chars, kind))
             structured = StructuredOutputsParams(regex=regex)
         return SamplingParams(
             **self.config.sampling, max_tokens=max_tokens,

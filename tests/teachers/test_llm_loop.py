@@ -241,3 +241,36 @@ def test_identity_names_the_prompt_and_changes_with_it(tmp_path):
 def test_config_refuses_unknown_prompt_modes():
     with pytest.raises(ValueError, match="prompt_mode 'chat' is not one of"):
         LLMTeacherConfig(prompt_mode="chat")
+
+
+def test_the_hinted_teacher_is_told_where_the_evidence_is_and_stops_there():
+    from pipeline.documents import Evidence
+
+    doc, plan = document_of_chunks("doc-hint", CHUNKS)
+    start = doc.context.index("Paris is")
+    end = start + len("Paris is the capital of France.")
+    doc = doc.__class__(**{**doc.__dict__, "evidence": (Evidence(start, end, doc.context[start:end]),)})
+
+    def obedient(messages, kind):
+        if kind == "answer":
+            return " Paris<end>"
+        return summary("Paris is the capital." if kind == "final" else "None yet.", STOP if kind == "final" else READ)
+
+    hinted = ScriptedTeacher(obedient, LLMTeacherConfig(hint="evidence", no_context_check=True))
+    traj = run(hinted.read(doc, plan, max_rounds=10))
+    prompts = [messages[-1]["content"] for messages, _, kind in hinted.calls if kind != "answer"]
+    kinds = [kind for _, _, kind in hinted.calls]
+    # Chunk 1 holds nothing; chunk 2 completes the evidence: quoted, with the reference answer, and the last round.
+    assert "holds nothing that answers the question" in prompts[0] and "Paris" not in prompts[0].split("Hint")[1]
+    assert '"Paris is the capital of France."' in prompts[1] and 'reference answer is "Paris"' in prompts[1]
+    assert kinds[:2] == ["read", "final"] and [r.action for r in traj.rounds] == ["READ", "STOP"]
+    # The question asked alone, for the no-context check.
+    assert "without any document" in hinted.calls[-1][0][0]["content"] and traj.metadata["no_context_answer"] == "Paris"
+    assert traj.teacher["hint"] == "evidence" and len(traj.teacher["hint_sha256"]) == 64
+    assert "hint" not in ScriptedTeacher(obedient).identity()  # unhinted records keep their identity
+
+    bare, _ = document_of_chunks("doc-bare", CHUNKS)
+    with pytest.raises(TeacherError, match=r"doc-bare.*'evidence' is empty.*hinted teacher"):
+        run(hinted.read(bare, plan.__class__("doc-bare", plan.chunk_tokens, plan.chunk_ends), max_rounds=10))
+    with pytest.raises(ValueError, match=r"hint 'answers' is not one of"):
+        LLMTeacherConfig(hint="answers")
