@@ -34,6 +34,9 @@ HINT_PARTS: tuple[str, ...] = ("nothing", "evidence", "complete")
 HINT_TEMPLATE = "evidence_v1"
 NO_CONTEXT_TEMPLATE = "no_context_v1.question"
 HINT_QUOTE_CHARS = 400  # evidence quoted in a hint is cut to this length
+# What a hinted teacher with structured output writes as given: Target (the question), Clues of a chunk without
+# evidence (unchanged), the answer (the reference). The action follows the hint. The model writes the rest.
+HINT_FIXED: tuple[str, ...] = ("target", "clues_without_evidence", "answer", "action")
 
 
 class TeacherError(RuntimeError):
@@ -143,15 +146,36 @@ def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     )
 
 
-def summary_regex(field_max_chars: int, kind: ReplyKind) -> str:
+@dataclass(frozen=True)
+class FixedParts:
+    """Parts of a reply known in advance (a hinted teacher with structured output): decoding writes them as they
+    are and the model writes the rest. None: the model writes that part."""
+
+    target: str | None = None
+    clues: str | None = None
+    answer: str | None = None
+
+
+def fixable(text: str) -> str | None:
+    """`text` as a fixed summary line, or None when it cannot be one (a line holds no newline and no '<')."""
+    line = " ".join(text.split())
+    return line if line and "<" not in line else None
+
+
+def summary_regex(field_max_chars: int, kind: ReplyKind, fixed: FixedParts | None = None) -> str:
     """The format of one summary round of `kind` ("round": READ or STOP, "read", "final"), as a regex for
-    structured output."""
+    structured output; `fixed` parts are written as they are."""
+    fixed = fixed or FixedParts()
     line = f"[^\\n<]{{1,{field_max_chars}}}"
+    target = re.escape(fixed.target) if fixed.target else line
+    clues = re.escape(fixed.clues) if fixed.clues else line
     action = {"final": re.escape(STOP), "read": re.escape(READ)}.get(kind, f"({re.escape(READ)}|{re.escape(STOP)})")
-    return f"Target: {line}\\nClues: {line}\\nReason: {line}\\n{action}"
+    return f"Target: {target}\\nClues: {clues}\\nReason: {line}\\n{action}"
 
 
-def answer_regex(field_max_chars: int) -> str:
+def answer_regex(field_max_chars: int, fixed: FixedParts | None = None) -> str:
+    if fixed is not None and fixed.answer:
+        return f" {re.escape(fixed.answer)}"
     return f" ?[^\\n<]{{1,{field_max_chars}}}"
 
 
@@ -221,12 +245,14 @@ class LLMTeacher(Teacher):
                                   if config.no_context_check else "")
 
     @abstractmethod
-    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
-        """Generate one reply of `kind`, at most `max_tokens` tokens.
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round",
+                       fixed: FixedParts | None = None) -> Completion:
+        """Generate one reply of `kind`, at most `max_tokens` tokens; backends with structured output write the
+        `fixed` parts as given (others ignore them).
 
         "round": a summary that ends with READ or STOP (the marker kept in the text); "final": the same, but the
         round must STOP (backends that constrain decoding use this); "answer": continue the last assistant
-        message (which ends with STOP) with the answer, up to END.
+        message (which ends with STOP) with the answer, up to END; "read": a round that must READ.
         """
 
     def model_name(self) -> str:
@@ -256,17 +282,24 @@ class LLMTeacher(Teacher):
             text = "\0".join(self.hints[part] for part in HINT_PARTS)
             extra.update(hint=self.config.hint, hint_template=HINT_TEMPLATE,
                          hint_sha256=hashlib.sha256(text.encode()).hexdigest())
+            if self.constrains():
+                extra["hint_fixed"] = list(HINT_FIXED)
         if self.no_context_prompt:
             extra["no_context_sha256"] = hashlib.sha256(self.no_context_prompt.encode()).hexdigest()
         return extra
 
-    def _round_hints(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[str], int | None]:
-        """Per chunk, the hint appended to its prompt, and the chunk that completes the evidence (stop there).
+    def constrains(self) -> bool:
+        """Whether hinted rounds are decoded with their fixed parts (backends with structured output on)."""
+        return bool(self.hints) and bool(getattr(self.config, "structured_output", False))
+
+    def _round_hints(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[tuple[str, str]], int | None]:
+        """Per chunk, the hint's part and text appended to its prompt, and the chunk that completes the evidence
+        (stop there).
 
         Evidence counts as read in the chunk where it ends, as for the rule teacher.
         """
         if not self.hints:
-            return [""] * len(ends), None
+            return [("", "")] * len(ends), None
         if not doc.evidence:
             raise TeacherError(doc.id, None, "field 'evidence' is empty, so the hinted teacher cannot tell which chunk "
                                "holds the answer. Fix: give the document evidence spans, or read it unhinted")
@@ -278,7 +311,7 @@ class LLMTeacher(Teacher):
             if len(quoted) > HINT_QUOTE_CHARS:
                 quoted = quoted[: HINT_QUOTE_CHARS - 1] + "…"
             part = "complete" if k == last else "evidence" if quoted else "nothing"
-            hints.append(self.hints[part].format(evidence=quoted, answer=doc.answers[0].strip()))
+            hints.append((part, self.hints[part].format(evidence=quoted, answer=doc.answers[0].strip())))
         return hints, last
 
     async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
@@ -291,6 +324,7 @@ class LLMTeacher(Teacher):
         system = {"role": "system", "content": t.system}
         conversation: list[dict[str, str]] = [system]  # stream mode: grows round by round
         summary_so_far = "None yet: this is the first chunk."
+        clues_so_far = "None yet."
         rounds: list[TeacherRound] = []
         cached: list[int] = []
         retries = 0
@@ -300,18 +334,24 @@ class LLMTeacher(Teacher):
             final = k == n_rounds - 1
             last = t.last.format(chunk_number=k + 1) if final and k != stop_at else ""
             fields = dict(question=question, chunk=chunks[k], chunk_number=k + 1, num_chunks=len(chunks),
-                          summary=summary_so_far, last=last + hints[k])
+                          summary=summary_so_far, last=last + hints[k][1])
             if self.config.prompt_mode == "stream":
                 user = (t.stream_first if k == 0 else t.stream_next).format(**fields)
                 messages = conversation + [{"role": "user", "content": user}]
             else:
                 messages = [system, {"role": "user", "content": t.round.format(**fields)}]
 
+            fixed = None
+            if self.constrains():
+                fixed = FixedParts(target=fixable(question),
+                                   clues=fixable(clues_so_far) if hints[k][0] == "nothing" else None,
+                                   answer=fixable(doc.answers[0]))
             prompt_tokens = completion_tokens = cached_tokens = 0
             attempt_messages = messages
             for attempt in range(self.config.max_retries + 1):
                 kind = "final" if final else "read" if self.hints else "round"
-                out = await _complete_or_reject(self, doc, k, attempt_messages, self.config.max_round_tokens, kind)
+                out = await _complete_or_reject(self, doc, k, attempt_messages, self.config.max_round_tokens, kind,
+                                                fixed)
                 prompt_tokens += out.prompt_tokens
                 completion_tokens += out.completion_tokens
                 cached_tokens += out.cached_tokens
@@ -332,7 +372,8 @@ class LLMTeacher(Teacher):
 
             if action == "STOP":
                 answer_messages = messages + [{"role": "assistant", "content": reply}]
-                out = await _complete_or_reject(self, doc, k, answer_messages, self.config.max_answer_tokens, "answer")
+                out = await _complete_or_reject(self, doc, k, answer_messages, self.config.max_answer_tokens, "answer",
+                                                fixed)
                 prompt_tokens += out.prompt_tokens
                 completion_tokens += out.completion_tokens
                 cached_tokens += out.cached_tokens
@@ -346,6 +387,7 @@ class LLMTeacher(Teacher):
             if action == "STOP":
                 break
             summary_so_far = summary.render().strip()
+            clues_so_far = summary.clues
             conversation = messages + [{"role": "assistant", "content": reply}]
 
         metadata = {**record_metadata(doc), "teacher_usage": {"cached_tokens": cached, "retries": retries}}
@@ -366,10 +408,11 @@ class LLMTeacher(Teacher):
         return _clean_answer(out.text)
 
 
-async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index: int | None, messages: list[dict[str, str]],
-                              max_tokens: int, kind: ReplyKind) -> Completion:
+async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index: int | None,
+                              messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind,
+                              fixed: FixedParts | None = None) -> Completion:
     try:
-        return await teacher.complete(messages, max_tokens, kind)
+        return await teacher.complete(messages, max_tokens, kind, fixed)
     except RequestRejected as e:
         raise TeacherError(doc.id, round_index, f"the {teacher.name} backend rejected the request: {e}") from e
 

@@ -32,7 +32,7 @@ class ScriptedTeacher(LLMTeacher):
         self.calls: list[tuple[list[dict], int, str]] = []
         self.in_flight = self.max_in_flight = 0
 
-    async def complete(self, messages, max_tokens, kind="round"):
+    async def complete(self, messages, max_tokens, kind="round", fixed=None):
         self.calls.append((messages, max_tokens, kind))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -212,7 +212,7 @@ def test_a_plan_for_another_document_or_another_text_is_refused():
 
 def test_a_request_the_backend_rejects_rejects_its_document():
     class TooLong(ScriptedTeacher):
-        async def complete(self, messages, max_tokens, kind="round"):
+        async def complete(self, messages, max_tokens, kind="round", fixed=None):
             raise RequestRejected("the prompt has 9000 tokens, more than max_model_len 8192")
 
     doc, plan = document_of_chunks("doc-long", CHUNKS)
