@@ -68,7 +68,18 @@ def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
     if source.kind == "file":
         items = readers.read_documents(source.path)
     elif source.kind == "long_hotpotqa":
-        items = sources.long_hotpotqa(source.target_tokens, source.n, seed, counter)
+        questions = None
+        if source.dataset == "full":
+            from jobs.prepare_data import prepared_file
+            from pipeline.qa_data import hotpotqa_full_questions
+
+            questions = hotpotqa_full_questions(str(prepared_file("hotpotqa.json")))
+        items = sources.long_hotpotqa(source.target_tokens, source.n, seed, counter, questions=questions)
+    elif source.kind == "long_squad":
+        from jobs.prepare_data import prepared_file
+        from pipeline.qa_data import long_squad
+
+        items = long_squad(str(prepared_file("squad.json")), source.target_tokens, source.n, seed, counter)
     elif source.kind == "quality":
         items = sources.quality_documents()
     else:

@@ -162,20 +162,25 @@ def fixable(text: str) -> str | None:
     return line if line and "<" not in line else None
 
 
+def _literal(text: str) -> str:
+    # re.escape escapes spaces too, which grammar compilers (xgrammar) warn about; a space needs no escape.
+    return re.escape(text).replace("\\ ", " ")
+
+
 def summary_regex(field_max_chars: int, kind: ReplyKind, fixed: FixedParts | None = None) -> str:
     """The format of one summary round of `kind` ("round": READ or STOP, "read", "final"), as a regex for
     structured output; `fixed` parts are written as they are."""
     fixed = fixed or FixedParts()
     line = f"[^\\n<]{{1,{field_max_chars}}}"
-    target = re.escape(fixed.target) if fixed.target else line
-    clues = re.escape(fixed.clues) if fixed.clues else line
+    target = _literal(fixed.target) if fixed.target else line
+    clues = _literal(fixed.clues) if fixed.clues else line
     action = {"final": re.escape(STOP), "read": re.escape(READ)}.get(kind, f"({re.escape(READ)}|{re.escape(STOP)})")
     return f"Target: {target}\\nClues: {clues}\\nReason: {line}\\n{action}"
 
 
 def answer_regex(field_max_chars: int, fixed: FixedParts | None = None) -> str:
     if fixed is not None and fixed.answer:
-        return f" {re.escape(fixed.answer)}"
+        return f" {_literal(fixed.answer)}"
     return f" ?[^\\n<]{{1,{field_max_chars}}}"
 
 

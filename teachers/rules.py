@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.chunking import ChunkPlan
-from pipeline.documents import Document, Evidence
+from pipeline.documents import Document, sentence_around
 from pipeline.metrics import score_answer
 from pipeline.stream import READ, STOP, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
@@ -44,20 +44,6 @@ def label(text: str, limit: int = 80) -> str:
         return f"the paragraph '{_one_line(title)}'"
     sentence = _one_line(title)
     return repr(sentence if len(sentence) <= limit else sentence[: limit - 1] + "…")
-
-
-_SENTENCE_END = re.compile(r"[.?!](?=\s)|\n")
-
-
-def sentence_around(context: str, start: int, end: int) -> Evidence:
-    """The sentence (or line) of `context` that holds context[start:end], as an evidence span."""
-    before = [m.end() for m in _SENTENCE_END.finditer(context, 0, start)]
-    left = before[-1] if before else 0
-    after = _SENTENCE_END.search(context, end)
-    right = after.end() if after else len(context)
-    while left < start and context[left].isspace():
-        left += 1
-    return Evidence(left, right, context[left:right])
 
 
 def evidence_from_answer(doc: Document) -> tuple[tuple[Evidence, ...], dict]:
