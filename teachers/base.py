@@ -35,8 +35,11 @@ HINT_TEMPLATE = "evidence_v1"
 NO_CONTEXT_TEMPLATE = "no_context_v1.question"
 HINT_QUOTE_CHARS = 400  # evidence quoted in a hint is cut to this length
 # What a hinted teacher with structured output writes as given: Target (the question), Clues of a chunk without
-# evidence (unchanged), the answer (the reference). The action follows the hint. The model writes the rest.
-HINT_FIXED: tuple[str, ...] = ("target", "clues_without_evidence", "answer", "action")
+# evidence (unchanged), the Reason's opening words, the answer (the reference). The action follows the hint. The
+# model writes the rest: the Clues of evidence chunks and every Reason after its opening.
+HINT_FIXED: tuple[str, ...] = ("target", "clues_without_evidence", "reason_opening", "answer", "action")
+# The Reason's opening per hint part: without it a 135M teacher often repeats its Clues as the Reason.
+REASON_OPENING = {"nothing": "This chunk ", "evidence": "This chunk adds ", "complete": "With this chunk, "}
 
 
 class TeacherError(RuntimeError):
@@ -153,6 +156,7 @@ class FixedParts:
 
     target: str | None = None
     clues: str | None = None
+    reason_prefix: str = ""  # the Reason's opening words; the model completes it
     answer: str | None = None
 
 
@@ -175,7 +179,7 @@ def summary_regex(field_max_chars: int, kind: ReplyKind, fixed: FixedParts | Non
     target = _literal(fixed.target) if fixed.target else line
     clues = _literal(fixed.clues) if fixed.clues else line
     action = {"final": re.escape(STOP), "read": re.escape(READ)}.get(kind, f"({re.escape(READ)}|{re.escape(STOP)})")
-    return f"Target: {target}\\nClues: {clues}\\nReason: {line}\\n{action}"
+    return f"Target: {target}\\nClues: {clues}\\nReason: {_literal(fixed.reason_prefix)}{line}\\n{action}"
 
 
 def answer_regex(field_max_chars: int, fixed: FixedParts | None = None) -> str:
@@ -350,6 +354,7 @@ class LLMTeacher(Teacher):
             if self.constrains():
                 fixed = FixedParts(target=fixable(question),
                                    clues=fixable(clues_so_far) if hints[k][0] == "nothing" else None,
+                                   reason_prefix=REASON_OPENING[hints[k][0]],
                                    answer=fixable(doc.answers[0]))
             prompt_tokens = completion_tokens = cached_tokens = 0
             attempt_messages = messages

@@ -30,10 +30,12 @@ class ScriptedTeacher(LLMTeacher):
         super().__init__(config or LLMTeacherConfig())
         self.script, self.delay_s = script, delay_s
         self.calls: list[tuple[list[dict], int, str]] = []
+        self.fixed: list = []  # the fixed parts asked of each call
         self.in_flight = self.max_in_flight = 0
 
     async def complete(self, messages, max_tokens, kind="round", fixed=None):
         self.calls.append((messages, max_tokens, kind))
+        self.fixed.append(fixed)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         await asyncio.sleep(self.delay_s)
@@ -274,3 +276,33 @@ def test_the_hinted_teacher_is_told_where_the_evidence_is_and_stops_there():
         run(hinted.read(bare, plan.__class__("doc-bare", plan.chunk_tokens, plan.chunk_ends), max_rounds=10))
     with pytest.raises(ValueError, match=r"hint 'answers' is not one of"):
         LLMTeacherConfig(hint="answers")
+
+
+def test_a_hinted_teacher_with_structured_output_fixes_what_the_hint_settles():
+    import dataclasses
+    import re
+
+    from pipeline.documents import Evidence
+    from teachers.base import FixedParts, answer_regex, summary_regex
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class StructuredConfig(LLMTeacherConfig):
+        structured_output: bool = True
+
+    doc, plan = document_of_chunks("doc-fixed", CHUNKS)
+    start = doc.context.index("Paris is")
+    doc = dataclasses.replace(doc, evidence=(Evidence(start, start + 8, "Paris is"),))
+    teacher = ScriptedTeacher(lambda m, kind: " Paris<end>" if kind == "answer" else summary(
+        "x", STOP if kind == "final" else READ), StructuredConfig(hint="evidence"))
+    run(teacher.read(doc, plan, max_rounds=10))
+    nothing, complete, answer = teacher.fixed
+    assert nothing == FixedParts(target=doc.question, clues="None yet.", reason_prefix="This chunk ", answer="Paris")
+    assert complete.clues is None and complete.reason_prefix == "With this chunk, "
+    assert teacher.identity()["hint_fixed"] == ["target", "clues_without_evidence", "reason_opening", "answer",
+                                                "action"]
+    # The regexes a backend decodes with: fixed parts as written, the rest free, the action the hint's.
+    regex = summary_regex(300, "read", nothing)
+    assert re.fullmatch(regex, f"Target: {doc.question}\nClues: None yet.\nReason: This chunk is idle.\n{READ}")
+    assert not re.fullmatch(regex, f"Target: capital?\nClues: None yet.\nReason: This chunk is idle.\n{READ}")
+    assert not re.fullmatch(regex, f"Target: {doc.question}\nClues: None yet.\nReason: This chunk is.\n{STOP}")
+    assert re.fullmatch(answer_regex(300, answer), " Paris") and not re.fullmatch(answer_regex(300, answer), " Lyon")
