@@ -241,3 +241,21 @@ _CHECK_FUNCTIONS = {
     "fields_distinct": _check_fields,
     "needs_context": _check_needs_context,
 }
+
+
+def verifier_statistics(accepted_by_hint: dict[str, int], rejects: Sequence) -> dict:
+    """For statistics.json and the card: trajectories failing each check (a trajectory may fail several), and
+    acceptance among the documents the teacher read, hinted and unhinted apart."""
+    failures = {name: 0 for name in CHECKS}
+    for r in rejects:
+        if r.stage == "filter":
+            for name in r.checks:
+                failures[name] = failures.get(name, 0) + 1
+    read = [r for r in rejects if r.stage in ("teacher", "filter")]
+    by_hint = {}
+    for hint in sorted(set(accepted_by_hint) | {r.hint or "none" for r in read}):
+        accepted = accepted_by_hint.get(hint, 0)
+        rejected = sum((r.hint or "none") == hint for r in read)
+        by_hint[hint] = {"accepted": accepted, "rejected": rejected,
+                         "acceptance_rate": accepted / (accepted + rejected) if accepted + rejected else 0.0}
+    return {"check_failures": failures, "by_hint": by_hint}
