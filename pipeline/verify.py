@@ -210,8 +210,9 @@ def _check_fields(t: Trajectory, c: _Context, _score) -> Failure | None:
                                    f"{a} and {b} are copies of each other ({fields[a][:80]!r})")
         chunk_grams = _grams(_words(c.chunks[r.chunk_index]))
         for name in names:
-            # Clues may quote the evidence a chunk holds; elsewhere a field that reproduces the chunk summarises nothing.
-            if name == "Clues" and r.chunk_index in evidence_chunks:
+            # Clues and Reason may quote the evidence a chunk holds (a chunk may be one needle sentence); elsewhere a
+            # field that reproduces the chunk summarises nothing.
+            if name != "Target" and r.chunk_index in evidence_chunks:
                 continue
             if _copies_chunk(normalized[name].split(), chunk_grams):
                 return Failure("fields_distinct", f"round {r.chunk_index}",

@@ -20,6 +20,7 @@ from pipeline.documents import Document
 from pipeline.metrics import score_answer
 from pipeline.stream import ACTION_TOKEN, END, READ, STOP, Action, MalformedOutput, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
+from teachers.hints import HINTS, EvidenceHints, FixedParts, no_context_prompt
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 PromptMode = Literal["summary", "stream"]
@@ -27,19 +28,6 @@ ReplyKind = Literal["round", "read", "final", "answer"]
 PROMPT_MODES: tuple[str, ...] = ("summary", "stream")
 # The parts of one prompt family; each is a file PROMPTS_DIR / f"{name}.{part}.txt".
 PROMPT_PARTS: tuple[str, ...] = ("system", "round", "stream_first", "stream_next", "last", "reask")
-HINTS_DIR = PROMPTS_DIR / "hints"
-HINTS: tuple[str, ...] = ("none", "evidence")
-# The hinted teacher's parts: a chunk with nothing, with evidence, with the last evidence (and the answer).
-HINT_PARTS: tuple[str, ...] = ("nothing", "evidence", "complete")
-HINT_TEMPLATE = "evidence_v1"
-NO_CONTEXT_TEMPLATE = "no_context_v1.question"
-HINT_QUOTE_CHARS = 400  # evidence quoted in a hint is cut to this length
-# What a hinted teacher with structured output writes as given: Target (the question), Clues of a chunk without
-# evidence (unchanged), the Reason's opening words, the answer (the reference). The action follows the hint. The
-# model writes the rest: the Clues of evidence chunks and every Reason after its opening.
-HINT_FIXED: tuple[str, ...] = ("target", "clues_without_evidence", "reason_opening", "answer", "action")
-# The Reason's opening per hint part: without it a 135M teacher often repeats its Clues as the Reason.
-REASON_OPENING = {"nothing": "This chunk ", "evidence": "This chunk adds ", "complete": "With this chunk, "}
 
 
 class TeacherError(RuntimeError):
@@ -149,23 +137,6 @@ def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     )
 
 
-@dataclass(frozen=True)
-class FixedParts:
-    """Parts of a reply known in advance (a hinted teacher with structured output): decoding writes them as they
-    are and the model writes the rest. None: the model writes that part."""
-
-    target: str | None = None
-    clues: str | None = None
-    reason_prefix: str = ""  # the Reason's opening words; the model completes it
-    answer: str | None = None
-
-
-def fixable(text: str) -> str | None:
-    """`text` as a fixed summary line, or None when it cannot be one (a line holds no newline and no '<')."""
-    line = " ".join(text.split())
-    return line if line and "<" not in line else None
-
-
 def _literal(text: str) -> str:
     # re.escape escapes spaces too, which grammar compilers (xgrammar) warn about; a space needs no escape.
     return re.escape(text).replace("\\ ", " ")
@@ -248,10 +219,8 @@ class LLMTeacher(Teacher):
     def __init__(self, config: LLMTeacherConfig):
         self.config = config
         self.templates = PromptTemplates.load(config.prompt_template)
-        self.hints = {part: (HINTS_DIR / f"{HINT_TEMPLATE}.{part}.txt").read_text(encoding="utf-8")
-                      for part in HINT_PARTS} if config.hint == "evidence" else {}
-        self.no_context_prompt = ((HINTS_DIR / f"{NO_CONTEXT_TEMPLATE}.txt").read_text(encoding="utf-8")
-                                  if config.no_context_check else "")
+        self.hints = EvidenceHints() if config.hint == "evidence" else None
+        self.no_context_prompt = no_context_prompt() if config.no_context_check else ""
 
     @abstractmethod
     async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round",
@@ -286,13 +255,7 @@ class LLMTeacher(Teacher):
 
     def _hint_identity(self) -> dict[str, Any]:
         """Only hinted or no-context teachers add keys: unhinted records keep the identity (and hash) they had."""
-        extra: dict[str, Any] = {}
-        if self.hints:
-            text = "\0".join(self.hints[part] for part in HINT_PARTS)
-            extra.update(hint=self.config.hint, hint_template=HINT_TEMPLATE,
-                         hint_sha256=hashlib.sha256(text.encode()).hexdigest())
-            if self.constrains():
-                extra["hint_fixed"] = list(HINT_FIXED)
+        extra: dict[str, Any] = self.hints.identity(self.constrains()) if self.hints else {}
         if self.no_context_prompt:
             extra["no_context_sha256"] = hashlib.sha256(self.no_context_prompt.encode()).hexdigest()
         return extra
@@ -302,26 +265,13 @@ class LLMTeacher(Teacher):
         return bool(self.hints) and bool(getattr(self.config, "structured_output", False))
 
     def _round_hints(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[tuple[str, str]], int | None]:
-        """Per chunk, the hint's part and text appended to its prompt, and the chunk that completes the evidence
-        (stop there).
-
-        Evidence counts as read in the chunk where it ends, as for the rule teacher.
-        """
+        """Per chunk, the hint's part and text for its prompt, and the chunk to stop at (None: unhinted)."""
         if not self.hints:
             return [("", "")] * len(ends), None
         if not doc.evidence:
             raise TeacherError(doc.id, None, "field 'evidence' is empty, so the hinted teacher cannot tell which chunk "
                                "holds the answer. Fix: give the document evidence spans, or read it unhinted")
-        found = [next(i for i, end in enumerate(ends) if e.end <= end) for e in doc.evidence]
-        last = max(found)
-        hints = []
-        for k in range(len(ends)):
-            quoted = " ".join(" ".join(e.text.split()) for e, i in zip(doc.evidence, found) if i == k)
-            if len(quoted) > HINT_QUOTE_CHARS:
-                quoted = quoted[: HINT_QUOTE_CHARS - 1] + "…"
-            part = "complete" if k == last else "evidence" if quoted else "nothing"
-            hints.append((part, self.hints[part].format(evidence=quoted, answer=doc.answers[0].strip())))
-        return hints, last
+        return self.hints.rounds(doc, ends)
 
     async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         ends = check_plan(doc, plan, max_rounds)
@@ -352,10 +302,7 @@ class LLMTeacher(Teacher):
 
             fixed = None
             if self.constrains():
-                fixed = FixedParts(target=fixable(question),
-                                   clues=fixable(clues_so_far) if hints[k][0] == "nothing" else None,
-                                   reason_prefix=REASON_OPENING[hints[k][0]],
-                                   answer=fixable(doc.answers[0]))
+                fixed = self.hints.fixed(hints[k][0], question, clues_so_far, doc.answers[0])
             prompt_tokens = completion_tokens = cached_tokens = 0
             attempt_messages = messages
             for attempt in range(self.config.max_retries + 1):

@@ -130,7 +130,8 @@ def test_bad_input_documents_become_rejects_and_the_job_completes(ray_cluster, t
         json.dumps({**good, "id": "empty-context", "context": "  ", "evidence": []}),
         json.dumps({"id": "no-question", "context": "text", "answers": ["x"]}),
         json.dumps({**good, "question": "Which city is it? " * 40, "id": "long-question"}),
-        json.dumps({**good, "id": "no-evidence", "evidence": []}),
+        json.dumps({**good, "id": "no-evidence", "evidence": [], "answers": ["Marseille"]}),  # answer nowhere
+        json.dumps({**good, "id": "evidence-from-answer", "evidence": []}),  # "Paris" occurs: its sentence is evidence
         json.dumps(good),  # the same id again
     ]
     data = tmp_path / "docs.jsonl"
@@ -141,7 +142,9 @@ def test_bad_input_documents_become_rejects_and_the_job_completes(ray_cluster, t
     config["parts"][0]["chunking"] = {"low": 24, "high": 32}
     run_config(config, output)
 
-    assert [t.document_id for t in records(output)] == ["good"]
+    assert sorted(t.document_id for t in records(output)) == ["evidence-from-answer", "good"]
+    derived = next(t for t in records(output) if t.document_id == "evidence-from-answer")
+    assert derived.metadata["evidence_from_answer"]["answer"] == "Paris"
     rejects = rejects_by_id(output)
     assert set(rejects) == {"empty-context", "no-question", "record 4", "long-question", "no-evidence", "good"}
     expected = {  # id -> (stage, field, words of the reason)

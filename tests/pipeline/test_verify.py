@@ -35,9 +35,11 @@ def needle_trajectory(depth=0.75):
 
 
 def test_rule_trajectories_pass_every_check():
-    docs = niah_documents([800, 2000], [0.0, 0.5, 1.0], seed=0) + long_hotpotqa(2000, n=8, seed=0)
+    docs = niah_documents([300, 800, 2000], [0.0, 0.5, 1.0], n_per_cell=2, seed=0) + long_hotpotqa(2000, n=8, seed=0)
     for doc in docs:
-        assert failed(rule_trajectory(doc)) == [], doc.id
+        # Small chunks too: a chunk may hold the needle sentence alone, which Clues and Reason then quote whole.
+        for low, high in ((128, 256), (64, 160)):
+            assert failed(rule_trajectory(doc, low, high)) == [], (doc.id, low)
 
 
 def test_the_degenerate_trajectory_of_the_issue_is_rejected_by_name():
