@@ -266,6 +266,7 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     "target_restates_question": "a Target does not restate the question, or holds the answer",
     "clues_before_evidence": "Clues hold the answer before the text has given it",
     "stop_after_evidence": "STOP before the chunk of the last evidence",
+    "clues_hold_evidence": "the Clues at STOP hold nothing of the evidence",
     "fields_distinct": "Target, Clues and Reason copy each other, or a field copies the chunk",
     "needs_context": "the teacher answers without the document (MemAgent's check; when asked for)",
 }

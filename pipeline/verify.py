@@ -23,6 +23,7 @@ CHECKS: tuple[str, ...] = (
     "target_restates_question",  # every Target restates the question and does not hold the answer
     "clues_before_evidence",  # no Clues hold the answer before the reader could have read it
     "stop_after_evidence",  # STOP comes no earlier than the chunk of the last evidence
+    "clues_hold_evidence",  # the Clues at STOP hold something of the evidence (not "None yet.")
     "fields_distinct",  # Target, Clues and Reason are not copies of each other or of the chunk
     "needs_context",  # the teacher cannot answer without the document (when the record holds its no-context answer)
 )
@@ -32,6 +33,8 @@ TARGET_MIN_OVERLAP = 0.5
 COPY_RATIO = 0.9
 # A field that holds at least this share of the chunk's word 5-grams reproduces the chunk.
 CHUNK_COPY_SHARE = 0.5
+# The Clues at STOP must hold at least this many content words of the evidence that the question does not hold.
+MIN_EVIDENCE_WORDS = 1
 # Answers too common as words to be looked for in Clues ("there is no mention ...").
 _UNSEARCHABLE_ANSWERS = frozenset({"yes", "no", "none", "true", "false"})
 _STOPWORDS = frozenset(
@@ -87,6 +90,7 @@ class _Context:
         self.starts = (0,) + tuple(t.chunk_ends[:-1])
         self.ends = tuple(t.chunk_ends)
         spans = [tuple(s) for s in (t.metadata.get("evidence_spans") or ())]
+        self.evidence_words = set().union(*(_content_words(t.context[s:e]) for s, e in spans)) if spans else set()
         self.evidence_chunks = sorted({self.chunk_of(s) for s, _e in spans} | {self.chunk_of(e - 1) for s, e in spans
                                                                                 if e > s})
         self.first_evidence = min((self.chunk_of(s) for s, _e in spans), default=None)
@@ -177,6 +181,18 @@ def _check_stop(t: Trajectory, c: _Context, _score) -> Failure | None:
     return None
 
 
+def _check_clues_hold_evidence(t: Trajectory, c: _Context, _score) -> Failure | None:
+    if not c.evidence_words or not t.rounds:
+        return None
+    last = t.rounds[-1]
+    held = (_content_words(last.summary.clues) & c.evidence_words) - _content_words(t.question)
+    if len(held) < MIN_EVIDENCE_WORDS:
+        return Failure("clues_hold_evidence", f"round {last.chunk_index}",
+                       f"the Clues at STOP ({last.summary.clues[:80]!r}) hold {len(held)} word(s) of the evidence "
+                       f"beyond the question (at least {MIN_EVIDENCE_WORDS}): the answer would come from nowhere")
+    return None
+
+
 def _similar(a: str, b: str) -> bool:
     if not a or not b:
         return False
@@ -239,6 +255,7 @@ _CHECK_FUNCTIONS = {
     "target_restates_question": _check_target,
     "clues_before_evidence": _check_clues,
     "stop_after_evidence": _check_stop,
+    "clues_hold_evidence": _check_clues_hold_evidence,
     "fields_distinct": _check_fields,
     "needs_context": _check_needs_context,
 }

@@ -89,6 +89,14 @@ def test_a_stop_before_the_last_evidence_fails():
     assert failed(dataclasses.replace(traj, rounds=cut)) == ["stop_after_evidence"]
 
 
+def test_a_stop_whose_clues_hold_nothing_of_the_evidence_fails():
+    doc, traj = needle_trajectory()
+    empty = [dataclasses.replace(r.summary, clues="None yet.") for r in traj.rounds]
+    assert failed(with_summaries(traj, empty)) == ["clues_hold_evidence"]
+    paraphrase = [dataclasses.replace(r.summary, clues=f"gentle magic number {doc.answers[0]}") for r in traj.rounds]
+    assert "clues_hold_evidence" not in failed(with_summaries(traj, paraphrase))
+
+
 def test_a_target_that_drops_the_question_and_a_field_that_copies_the_chunk_fail():
     doc, traj = needle_trajectory()
     vague = [dataclasses.replace(r.summary, target="Read the text carefully.") for r in traj.rounds]
