@@ -20,7 +20,7 @@ from pipeline.documents import Document
 from pipeline.metrics import score_answer
 from pipeline.stream import ACTION_TOKEN, END, READ, STOP, Action, MalformedOutput, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
-from teachers.hints import HINTS, EvidenceHints, FixedParts, no_context_prompt
+from teachers.hints import HINTS, EvidenceHints, FixedParts, HintRound, no_context_prompt
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 PromptMode = Literal["summary", "stream"]
@@ -148,7 +148,7 @@ def summary_regex(field_max_chars: int, kind: ReplyKind, fixed: FixedParts | Non
     fixed = fixed or FixedParts()
     line = f"[^\\n<]{{1,{field_max_chars}}}"
     target = _literal(fixed.target) if fixed.target else line
-    clues = _literal(fixed.clues) if fixed.clues else line
+    clues = _literal(fixed.clues) if fixed.clues else _literal(fixed.clues_prefix) + line
     action = {"final": re.escape(STOP), "read": re.escape(READ)}.get(kind, f"({re.escape(READ)}|{re.escape(STOP)})")
     return f"Target: {target}\\nClues: {clues}\\nReason: {_literal(fixed.reason_prefix)}{line}\\n{action}"
 
@@ -264,10 +264,10 @@ class LLMTeacher(Teacher):
         """Whether hinted rounds are decoded with their fixed parts (backends with structured output on)."""
         return bool(self.hints) and bool(getattr(self.config, "structured_output", False))
 
-    def _round_hints(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[tuple[str, str]], int | None]:
-        """Per chunk, the hint's part and text for its prompt, and the chunk to stop at (None: unhinted)."""
+    def _round_hints(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[HintRound], int | None]:
+        """Per chunk, the hint for its prompt, and the chunk to stop at (None: unhinted)."""
         if not self.hints:
-            return [("", "")] * len(ends), None
+            return [HintRound("", "")] * len(ends), None
         if not doc.evidence:
             raise TeacherError(doc.id, None, "field 'evidence' is empty, so the hinted teacher cannot tell which chunk "
                                "holds the answer. Fix: give the document evidence spans, or read it unhinted")
@@ -293,7 +293,7 @@ class LLMTeacher(Teacher):
             final = k == n_rounds - 1
             last = t.last.format(chunk_number=k + 1) if final and k != stop_at else ""
             fields = dict(question=question, chunk=chunks[k], chunk_number=k + 1, num_chunks=len(chunks),
-                          summary=summary_so_far, last=last + hints[k][1])
+                          summary=summary_so_far, last=last + hints[k].text)
             if self.config.prompt_mode == "stream":
                 user = (t.stream_first if k == 0 else t.stream_next).format(**fields)
                 messages = conversation + [{"role": "user", "content": user}]
@@ -302,7 +302,7 @@ class LLMTeacher(Teacher):
 
             fixed = None
             if self.constrains():
-                fixed = self.hints.fixed(hints[k][0], question, clues_so_far, doc.answers[0])
+                fixed = self.hints.fixed(hints[k], question, clues_so_far, doc.answers[0])
             prompt_tokens = completion_tokens = cached_tokens = 0
             attempt_messages = messages
             for attempt in range(self.config.max_retries + 1):

@@ -22,11 +22,30 @@ HINT_TEMPLATE = "evidence_v1"
 NO_CONTEXT_TEMPLATE = "no_context_v1.question"
 HINT_QUOTE_CHARS = 400  # evidence quoted in a hint is cut to this length
 # What a hinted teacher with structured output writes as given: Target (the question), Clues of a chunk without
-# evidence (unchanged), the Reason's opening words, the answer (the reference). The action follows the hint. The
-# model writes the rest: the Clues of evidence chunks and every Reason after its opening.
-HINT_FIXED: tuple[str, ...] = ("target", "clues_without_evidence", "reason_opening", "answer", "action")
+# evidence (unchanged), the opening of a new clue (the clues so far, then the evidence's title or first words), the
+# Reason's opening words, the answer (the reference). The action follows the hint. The model writes the rest: each
+# new clue after its opening and every Reason after its opening.
+HINT_FIXED: tuple[str, ...] = ("target", "clues_without_evidence", "clue_opening", "reason_opening", "answer",
+                               "action")
 # The Reason's opening per hint part: without it a 135M teacher often repeats its Clues as the Reason.
 REASON_OPENING = {"nothing": "This chunk ", "evidence": "This chunk adds ", "complete": "With this chunk, "}
+NO_CLUES = "None yet."
+CLUE_OPENING_WORDS = 4  # a new clue opens with the evidence's title, or else its first words
+
+
+@dataclass(frozen=True)
+class HintRound:
+    part: str  # nothing | evidence | complete
+    text: str  # appended to the round's prompt
+    clue_opening: str = ""  # how the clue of the evidence this chunk brings begins
+
+
+def clue_opening(evidence_text: str) -> str:
+    """A titled paragraph ("Title\nsentences") opens its clue with "Title:", a sentence with its first words."""
+    title, _, body = evidence_text.strip().partition("\n")
+    if body.strip():
+        return " ".join(title.split()) + ":"
+    return " ".join(title.split()[:CLUE_OPENING_WORDS])
 
 
 @dataclass(frozen=True)
@@ -36,6 +55,7 @@ class FixedParts:
 
     target: str | None = None
     clues: str | None = None
+    clues_prefix: str = ""  # the Clues' opening words when `clues` is None; the model completes them
     reason_prefix: str = ""  # the Reason's opening words; the model completes it
     answer: str | None = None
 
@@ -66,8 +86,8 @@ class EvidenceHints:
             out["hint_fixed"] = list(HINT_FIXED)
         return out
 
-    def rounds(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[tuple[str, str]], int]:
-        """Per chunk, the hint's part and its text; and the chunk that completes the evidence (stop there).
+    def rounds(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[HintRound], int]:
+        """Per chunk, its hint; and the chunk that completes the evidence (stop there).
 
         Evidence counts as read in the chunk where it ends, as for the rule teacher. The document must have evidence.
         """
@@ -75,14 +95,22 @@ class EvidenceHints:
         last = max(found)
         hints = []
         for k in range(len(ends)):
-            quoted = " ".join(" ".join(e.text.split()) for e, i in zip(doc.evidence, found) if i == k)
+            arriving = [e.text for e, i in zip(doc.evidence, found) if i == k]
+            quoted = " ".join(" ".join(text.split()) for text in arriving)
             if len(quoted) > HINT_QUOTE_CHARS:
                 quoted = quoted[: HINT_QUOTE_CHARS - 1] + "…"
             part = "complete" if k == last else "evidence" if quoted else "nothing"
-            hints.append((part, self.texts[part].format(evidence=quoted, answer=doc.answers[0].strip())))
+            text = self.texts[part].format(evidence=quoted, answer=doc.answers[0].strip())
+            hints.append(HintRound(part, text, clue_opening(arriving[0]) if arriving else ""))
         return hints, last
 
     @staticmethod
-    def fixed(part: str, question: str, clues_so_far: str, answer: str) -> FixedParts:
-        return FixedParts(target=fixable(question), clues=fixable(clues_so_far) if part == "nothing" else None,
-                          reason_prefix=REASON_OPENING[part], answer=fixable(answer))
+    def fixed(hint: HintRound, question: str, clues_so_far: str, answer: str) -> FixedParts:
+        """The parts of a hinted round written as given. A chunk that brings evidence keeps the clues so far and
+        opens the new clue; the model writes the clue itself."""
+        kept = fixable(clues_so_far) or ""
+        opening = fixable(hint.clue_opening) or ""
+        prefix = " ".join(p for p in (kept if kept != NO_CLUES else "", opening) if p)
+        return FixedParts(target=fixable(question), clues=kept if hint.part == "nothing" else None,
+                          clues_prefix=prefix + " " if prefix and hint.part != "nothing" else "",
+                          reason_prefix=REASON_OPENING[hint.part], answer=fixable(answer))

@@ -297,9 +297,15 @@ def test_a_hinted_teacher_with_structured_output_fixes_what_the_hint_settles():
     run(teacher.read(doc, plan, max_rounds=10))
     nothing, complete, answer = teacher.fixed
     assert nothing == FixedParts(target=doc.question, clues="None yet.", reason_prefix="This chunk ", answer="Paris")
-    assert complete.clues is None and complete.reason_prefix == "With this chunk, "
-    assert teacher.identity()["hint_fixed"] == ["target", "clues_without_evidence", "reason_opening", "answer",
-                                                "action"]
+    # The chunk with the evidence: the clues so far ("x", as this scripted model wrote them), then the new clue's
+    # opening (the evidence's first words); the model writes the rest.
+    assert complete.clues is None and complete.clues_prefix == "x Paris is "
+    assert complete.reason_prefix == "With this chunk, "
+    assert teacher.identity()["hint_fixed"] == ["target", "clues_without_evidence", "clue_opening", "reason_opening",
+                                                "answer", "action"]
+    final = summary_regex(300, "final", complete)
+    assert re.fullmatch(final, f"Target: {doc.question}\nClues: x Paris is the capital.\nReason: With this chunk, done.\n{STOP}")
+    assert not re.fullmatch(final, f"Target: {doc.question}\nClues: None yet.\nReason: With this chunk, done.\n{STOP}")
     # The regexes a backend decodes with: fixed parts as written, the rest free, the action the hint's.
     regex = summary_regex(300, "read", nothing)
     assert re.fullmatch(regex, f"Target: {doc.question}\nClues: None yet.\nReason: This chunk is idle.\n{READ}")
