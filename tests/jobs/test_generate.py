@@ -18,6 +18,7 @@ from jobs.generate import GenerateError, generate
 from jobs.generate_config import config_from_dict, load_config
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
+from pipeline.verify import CHECKS
 from pipeline.trajectory import Trajectory
 
 NIAH = {"kind": "niah", "lengths": [300, 600], "depths": [0.0, 0.5, 1.0], "n_per_cell": 2}
@@ -233,6 +234,13 @@ def test_config_errors_name_the_setting_and_the_fix(tmp_path):
                                      "max_round": 3}]})
     with pytest.raises(ValueError, match="source kind 'web' is unknown"):
         config_from_dict(rules_config(sources=[{"kind": "web"}]))
+    with pytest.raises(ValueError, match=r"filter.checks: unknown check\(s\) \['vibes'\]. Fix: use only"):
+        config_from_dict(rules_config(filter={"checks": ["answer", "vibes"]}))
+    # The default checks leave the config hash of older corpora as it was; fewer checks change it.
+    assert config_from_dict(rules_config()).content_hash() == config_from_dict(
+        rules_config(filter={"checks": list(CHECKS)})).content_hash()
+    assert config_from_dict(rules_config()).content_hash() != config_from_dict(
+        rules_config(filter={"checks": ["answer"]})).content_hash()
     with pytest.raises(GenerateError, match="model folder /nonexistent/model does not exist"):
         config = rules_config()
         config["parts"][0]["teacher"] = {"backend": "vllm", "model": "/nonexistent/model"}
