@@ -173,24 +173,28 @@ def score_item(item: EvalItem, prediction: str) -> float:
 
 # ------------------------------------------------------------------------------------------------------------ results
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-document records -> one row per (task, mode, length): mean score in percent and the document count."""
+    """Per-document records -> one row per (task, mode, length): mean score in percent, its 95% interval, the count."""
+    from pipeline.metrics import interval95
+
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[(r["task"], r["mode"], r["length"])].append(r)
     rows = []
     for (task, mode, length), group in sorted(groups.items(), key=lambda kv: (kv[0][0], MODES.index(kv[0][1]), kv[0][2])):
         first = group[0]
+        low, high = interval95([r["score"] for r in group])
         rows.append({
             "task": task, "mode": mode, "length": length, "window": first["window"],
             "chunk_tokens": first["chunk_tokens"], "metric": first["metric"], "model": first["model"],
             "score": round(100.0 * sum(r["score"] for r in group) / len(group), 2), "n": len(group),
+            "ci95": [round(100.0 * low, 1), round(100.0 * high, 1)],
             "seconds_per_document": round(sum(r["seconds"] for r in group) / len(group), 3),
         })
     return rows
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """One line per (task, length), one column per mode, with each cell `score (n)`."""
+    """One line per (task, length), one column per mode, with each cell `score [95% interval] (n)`."""
     modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
     cells: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in rows:
@@ -202,9 +206,14 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     ]
     for (task, length), by_mode in sorted(cells.items()):
         ratio = f"{length / windows[0]:g}x" if len(windows) == 1 else ""
-        values = [f"{by_mode[m]['score']:.1f} ({by_mode[m]['n']})" if m in by_mode else "" for m in modes]
+        values = [_cell(by_mode[m]) if m in by_mode else "" for m in modes]
         lines.append(f"| {task} | {length} | {ratio} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(row: dict[str, Any]) -> str:
+    low, high = row["ci95"]
+    return f"{row['score']:.1f} [{low:.1f}, {high:.1f}] ({row['n']})"
 
 
 def write_results(rows: list[dict[str, Any]], records: list[dict[str, Any]], output: Path, header: str) -> None:
@@ -214,7 +223,8 @@ def write_results(rows: list[dict[str, Any]], records: list[dict[str, Any]], out
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     (output / "results.md").write_text(
-        f"{header}\n\nScores in percent (documents in brackets); metric per task: "
+        f"{header}\n\nScores in percent, their 95% interval in square brackets (Wilson for right/wrong scores, "
+        "bootstrap for graded ones), documents in round brackets; metric per task: "
         + ", ".join(sorted({f"{r['task']}: {r['metric']}" for r in rows})) + ".\n\n" + markdown_table(rows)
     )
     plot_accuracy(rows, output / "accuracy.png")

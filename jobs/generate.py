@@ -1,9 +1,10 @@
 """Generate a Smooth Reading corpus: documents read chunk by chunk by a teacher, filtered, written as shards.
 
 Stages, datatrove-style, each a generator over the previous one: read -> validate -> plan chunks -> teach ->
-filter -> write. A document that cannot pass a stage becomes a reject record (document, field, problem, fix)
+filter -> put back in read order -> write. A document that cannot pass a stage becomes a reject record (document, field, problem, fix)
 in rejects.jsonl and the run goes on. Teaching runs in Ray actors (`TeacherActor`, one teacher each, many
-documents in flight); finished trajectories stream back to this driver, which writes them as they arrive.
+documents in flight); finished trajectories stream back to this driver, which writes them in the order the
+documents were read, so the same config gives the same bytes however the actors' work interleaves.
 
 Rerunning on the same --output resumes: documents already accepted or rejected are skipped, and the result is
 the set of records an uninterrupted run writes. `ray job submit --address http://HEAD:8265 -- smooth-reading
@@ -21,6 +22,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass, replace
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -208,6 +210,7 @@ class Progress:
     def __init__(self, part: str, total: int, interval_s: float):
         self.part, self.total, self.interval_s = part, total, interval_s
         self.done = self.rejected = self.in_flight = 0
+        self.rounds = 0  # rounds the teacher read, of accepted and rejected trajectories alike
         self.stream_tokens = self.teacher_tokens = 0  # written streams; teacher prompt + completion (LLMs only)
         self.start = self.last = time.monotonic()
 
@@ -224,17 +227,21 @@ class Progress:
         if finished and self.total:
             eta = f"{max(self.total - finished, 0) * elapsed / finished:.0f}s"
         teacher = f", teacher {self.teacher_tokens / elapsed:.0f} tokens/s" if self.teacher_tokens else ""
+        accepted = f"{100 * self.done / finished:.0f}% accepted" if finished else "none finished yet"
         return (f"[{self.part}] {self.done} done / {self.in_flight} in flight / {self.rejected} rejected of "
-                f"{self.total} | written {self.stream_tokens / elapsed:.0f} tokens/s{teacher} | ETA {eta}")
+                f"{self.total} ({accepted}) | {self.rounds / elapsed:.1f} rounds/s | written "
+                f"{self.stream_tokens / elapsed:.0f} tokens/s{teacher} | ETA {eta}")
 
 
 class EnginePool:
     """Ray actors that each hold one teacher; documents are spread over them and stream back as they finish.
 
-    When an actor dies, Ray restarts it and the documents it had in flight are retried. A document near two
-    crashes is retried alone on an actor, so a document that crashes its engine is found out without taking
-    innocent documents with it; a document that fails `max_attempts` times (crashes alone, or errors) is
-    rejected with its last error.
+    Actors are spread over the cluster's nodes (Ray's SPREAD strategy). When an actor dies, Ray restarts it and the
+    documents it had in flight are retried. An actor that does not come back (dead past its restarts, or its node
+    lost with nowhere else to place it) is left out and the others read on; only when none is left does the job
+    stop. A document near two crashes is retried alone on an actor, so a document that crashes its engine is found
+    out without taking innocent documents with it; a document that fails `max_attempts` times (crashes alone, or
+    errors) is rejected with its last error.
     """
 
     def __init__(self, part: PartConfig, engine: EngineConfig, fault: FaultConfig):
@@ -245,10 +252,12 @@ class EnginePool:
         gpus = ray.cluster_resources().get("GPU", 0)
         num_gpus = engine.num_gpus if engine.num_gpus is not None else (1 if llm and gpus else 0)
         num_actors = engine.num_actors or (int(gpus // num_gpus) if num_gpus else 1) or 1
-        resources = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": engine.num_cpus}
+        resources: dict[str, Any] = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": engine.num_cpus}
+        if engine.resources:
+            resources["resources"] = dict(engine.resources)
         actor_class = ray.remote(TeacherActor).options(
             max_restarts=engine.max_restarts, max_task_retries=0, max_concurrency=max(engine.max_in_flight, 1),
-            **resources,
+            scheduling_strategy="SPREAD", **resources,
         )
         teacher = dict(part.teacher)
         if "model" in teacher:
@@ -269,6 +278,7 @@ class EnginePool:
         self.load = [0] * num_actors
         self.alone = [False] * num_actors  # reading one suspect document and nothing else
         self.life = [0] * num_actors  # deaths seen: one death fails every document in flight on that actor
+        self.lost = [False] * num_actors  # did not come back: no more work for it
 
     def teach(self, items: Iterable[Any], progress: Progress) -> Iterator[Any]:
         """Stage teach: (document, plan) pairs in, trajectories and reject records out, in order of finishing."""
@@ -296,7 +306,7 @@ class EnginePool:
 
         while True:
             for i in range(len(self.actors)):
-                if self.alone[i]:
+                if self.alone[i] or self.lost[i]:
                     continue
                 if suspects:  # hold new work back until an actor is idle, then give it one suspect
                     if self.load[i] == 0:
@@ -360,6 +370,7 @@ class EnginePool:
         return self.actors[i].read.remote(work.doc, work.plan, self.part.max_rounds)
 
     def _await_restart(self, i: int) -> None:
+        """Wait for actor i to be restarted; one that does not come back is left out while others remain."""
         import ray
 
         deadline = time.monotonic() + self.engine.restart_timeout_s
@@ -367,36 +378,42 @@ class EnginePool:
             try:
                 ray.get(self.actors[i].ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
                 break
-            except ray.exceptions.ActorUnavailableError:
-                # Restarting, not dead: Ray refuses calls until the new process is up (seen on a loaded machine).
+            except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+                # Restarting, not dead: Ray refuses calls until the new process is up (seen on a loaded machine),
+                # or holds them while the actor waits for a node with room for it (its own node was lost).
                 if time.monotonic() >= deadline:
-                    raise GenerateError(
-                        f"teacher actor {i} of part {self.part.name!r} did not come back within engine."
-                        f"restart_timeout_s={self.engine.restart_timeout_s}. Fix: raise it, or find why the engine "
-                        "starts slowly (Ray session logs), then rerun the same command to resume"
-                    ) from None
+                    self._lose(i, f"did not come back within engine.restart_timeout_s="
+                               f"{self.engine.restart_timeout_s:g}", "raise it, add nodes with room for the actor, "
+                               "or find why the engine starts slowly (Ray session logs)")
+                    return
                 time.sleep(0.5)
             except ray.exceptions.RayActorError as e:
-                raise GenerateError(
-                    f"teacher actor {i} of part {self.part.name!r} died more than engine.max_restarts="
-                    f"{self.engine.max_restarts} times ({e}). Fix: find why the engine dies (its log is in the Ray "
-                    "session logs), then rerun the same command to resume"
-                ) from None
+                self._lose(i, f"died more than engine.max_restarts={self.engine.max_restarts} times ({e})",
+                           "find why the engine dies (its log is in the Ray session logs)")
+                return
         log.warning("[%s] teacher actor %d died and was restarted; its documents are retried", self.part.name, i)
+
+    def _lose(self, i: int, what: str, fix: str) -> None:
+        self.lost[i] = True
+        if all(self.lost):
+            raise GenerateError(f"teacher actor {i} of part {self.part.name!r} {what}, and no other actor is left. "
+                                f"Fix: {fix}, then rerun the same command to resume")
+        log.warning("[%s] teacher actor %d %s; the other actors read its documents", self.part.name, i, what)
 
     def prefix_cache_stats(self) -> list[dict[str, Any]]:
         import ray
 
-        return ray.get([a.prefix_cache_stats.remote() for a in self.actors])
+        return ray.get([a.prefix_cache_stats.remote() for a, lost in zip(self.actors, self.lost) if not lost])
 
     def close(self) -> None:
         import ray
 
-        for actor in self.actors:
-            try:
-                ray.get(actor.close.remote(), timeout=60)
-            except (ray.exceptions.RayError, TimeoutError):
-                pass
+        for actor, lost in zip(self.actors, self.lost):
+            if not lost:
+                try:
+                    ray.get(actor.close.remote(), timeout=60)
+                except (ray.exceptions.RayError, TimeoutError):
+                    pass
             ray.kill(actor)
 
 
@@ -417,6 +434,7 @@ def filter_trajectories(items: Iterable[Any], config: FilterConfig, counter, pro
             continue
         reason, stream_tokens = _filter_reason(item, config, counter)
         progress.teacher_tokens += item.prompt_tokens + item.completion_tokens
+        progress.rounds += len(item.rounds)
         if reason is None:
             progress.done += 1
             progress.stream_tokens += stream_tokens
@@ -474,7 +492,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.prepare_teacher:
         from jobs.teacher_models import prepare_smollm2
 
@@ -527,6 +544,7 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
 
 def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], seen: set[str]) -> dict[str, Any]:
     from pipeline.documents import Document
+    from pipeline.ordering import in_read_order
     from pipeline.trajectory import Trajectory
 
     counter = make_counter(part.chunking)
@@ -553,7 +571,8 @@ def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], 
     try:
         planned = plan(documents, part.chunking, config.seed, counter)
         taught = pool.teach(planned, progress)
-        for item in filter_trajectories(taught, config.filter, counter, progress):
+        filtered = filter_trajectories(taught, config.filter, counter, progress)
+        for item in in_read_order(filtered, [d.id for d in documents], attrgetter("document_id")):
             if isinstance(item, Trajectory):
                 writer.write(item)
                 result["accepted"] += 1

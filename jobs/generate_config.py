@@ -107,9 +107,10 @@ class EngineConfig:
     max_in_flight: int = 16  # documents one actor reads at once
     num_cpus: float = 1  # per actor where it gets no GPU
     num_gpus: float | None = None  # per actor; None: 1 for LLM teachers when the cluster has GPUs, else 0
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per actor (e.g. {teacher: 1})
     max_restarts: int = 4  # Ray restarts of a dead actor
     max_attempts: int = 3  # tries of one document before it is rejected with its last error
-    restart_timeout_s: float = 600.0  # how long to wait for a restarted actor (an engine may load for minutes)
+    restart_timeout_s: float = 600.0  # how long to wait for a restarted actor before going on without it
     progress_interval_s: float = 10.0
 
 

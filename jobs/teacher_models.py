@@ -105,7 +105,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(prepare_smollm2(args.cache_dir))
     return 0
 

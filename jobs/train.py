@@ -39,7 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = prepare_run(
         corpus_dir=Path(args.corpus), run_dir=Path(args.output), config_path=args.config,
         overrides={"max_steps": args.max_steps, "student.kind": args.student, "student.init": args.init},

@@ -6,7 +6,10 @@
     OUTPUT/statistics.json    rounds per document, summary lengths, acceptance rate, teacher tokens
 
 Each shard is written to a hidden temp file, fsynced and renamed, so a crash leaves finished shards and at most one
-temp file, which the next `CorpusWriter` on the folder discards. `datasets.load_dataset("parquet",
+temp file, which the next `CorpusWriter` on the folder discards. Full shards are never rewritten; the last shard,
+when it holds fewer than `shard_size` rows, stays open: a resumed run reads it back and rewrites it with the rows
+that follow. So a corpus written in one go and one written across any number of interruptions have the same shards,
+byte for byte. `datasets.load_dataset("parquet",
 data_files=".../data/train-*.parquet")` reads the shards.
 """
 
@@ -88,6 +91,11 @@ class CorpusWriter:
         self._reject_keys = {_reject_key(r) for r in self._rejects}
         self._done.update(r.document_id for r in self._rejects if _rejects_document(r))
         self._buffer: list[dict[str, Any]] = []
+        self._open_shard: str | None = None  # the partial last shard, whose rows are in the buffer
+        shards = self.manifest["shards"]
+        if shards and shards[-1]["rows"] < shard_size:
+            self._open_shard = shards[-1]["path"]
+            self._buffer = pq.read_table(self.output_dir / self._open_shard, schema=SCHEMA).to_pylist()
         self._write_manifest()
 
     @property
@@ -122,15 +130,22 @@ class CorpusWriter:
         return True
 
     def flush(self) -> None:
-        """Write the buffered trajectories as a new shard (a finished shard is never appended to)."""
+        """Write the buffered trajectories as a shard: the open partial shard if there is one, else a new one."""
         if not self._buffer:
             return
-        name = shard_name(_next_shard_index(self.manifest["shards"]))
-        path = self.data_dir / name
+        shards = self.manifest["shards"]
+        if self._open_shard is not None:
+            shards.pop()  # the buffer starts with this shard's rows; it is rewritten in place
+            path = self.output_dir / self._open_shard
+        else:
+            path = self.data_dir / shard_name(_next_shard_index(shards))
         table = pa.Table.from_pylist(self._buffer, schema=SCHEMA)
         _write_atomic(path, lambda tmp: pq.write_table(table, tmp))
-        self.manifest["shards"].append(_shard_entry(self.output_dir, path))
-        self._buffer = []
+        shards.append(_shard_entry(self.output_dir, path))
+        full = len(self._buffer) >= self.shard_size
+        self._open_shard = None if full else shards[-1]["path"]
+        if full:
+            self._buffer = []
         self._write_manifest()
 
     def close(self) -> None:

@@ -6,7 +6,8 @@ Three steps, each a pure function of its inputs so that a resumed run reads exac
    of the characters it covers (-100 on query and chunk tokens, the token id on summary, action and answer tokens).
 2. `TokenizedCorpus.build` streams trajectories (from the parquet shards) through the tokenizer once and writes the
    token ids and loss mask as flat memory-mapped arrays, so training never re-tokenizes and reads any stream in O(1).
-3. `PackedBatches` orders the streams by a permutation that depends only on (seed, epoch), packs them next-fit into
+3. `PackedBatches` orders the streams by a shuffle keyed on (seed, epoch, each stream's content hash), so the order
+   does not depend on how the corpus is sharded or in which order it was written; it packs them next-fit into
    rows of at most `seq_len` tokens with `cu_seqlens` and position ids that restart at every document, and hands out
    the rows of optimizer step `step` of epoch `epoch`. The position in the data is therefore `DataPosition(epoch,
    step)`: two integers a checkpoint stores.
@@ -71,12 +72,16 @@ class TokenizedCorpus:
     """Token ids and loss masks of every stream of a corpus, as flat arrays on disk.
 
     Files: `tokens.npy` (int32, all streams back to back), `loss_mask.npy` (uint8), `offsets.npy` (int64, stream i
-    is tokens[offsets[i]:offsets[i+1]]) and `meta.json` (what they were made from, so a stale cache is never used).
+    is tokens[offsets[i]:offsets[i+1]]) and `meta.json` (what they were made from, so a stale cache is never used,
+    and each stream's document id and content hash).
     """
+
+    FORMAT = 2  # 2: meta.json holds content_hashes
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.meta = json.loads((self.directory / "meta.json").read_text())
+        self.content_hashes: list[str] = self.meta["content_hashes"]
         self.tokens = np.load(self.directory / "tokens.npy", mmap_mode="r")
         self.loss_mask = np.load(self.directory / "loss_mask.npy", mmap_mode="r")
         self.offsets = np.load(self.directory / "offsets.npy")
@@ -102,13 +107,15 @@ class TokenizedCorpus:
         """
         directory = Path(directory)
         meta_path = directory / "meta.json"
-        if meta_path.exists() and json.loads(meta_path.read_text()).get("source") == source:
-            return cls(directory)
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("source") == source and meta.get("format") == cls.FORMAT:
+                return cls(directory)
 
         staging = directory.with_name(directory.name + ".building")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        offsets, document_ids = [0], []
+        offsets, document_ids, content_hashes = [0], [], []
         with open(staging / "tokens.bin", "wb") as tok_f, open(staging / "mask.bin", "wb") as mask_f:
             for trajectory in trajectories:
                 stream = tokenize_trajectory(trajectory, tokenizer)
@@ -116,12 +123,14 @@ class TokenizedCorpus:
                 mask_f.write(np.asarray(stream.loss_mask, dtype=np.uint8).tobytes())
                 offsets.append(offsets[-1] + len(stream.input_ids))
                 document_ids.append(trajectory.document_id)
+                content_hashes.append(trajectory.content_hash())
         if len(offsets) == 1:
             raise ValueError(f"the corpus has no trajectories to train on (source {source}); generate a corpus first")
         _bin_to_npy(staging / "tokens.bin", staging / "tokens.npy", np.int32)
         _bin_to_npy(staging / "mask.bin", staging / "loss_mask.npy", np.uint8)
         np.save(staging / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-        meta = {"source": source, "num_streams": len(document_ids), "num_tokens": offsets[-1], "document_ids": document_ids}
+        meta = {"format": cls.FORMAT, "source": source, "num_streams": len(document_ids), "num_tokens": offsets[-1],
+                "document_ids": document_ids, "content_hashes": content_hashes}
         (staging / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(directory, ignore_errors=True)
         os.replace(staging, directory)
@@ -173,14 +182,23 @@ class PackedRow:
         }
 
 
-def pack_rows(lengths: np.ndarray, seq_len: int, seed: int, epoch: int) -> list[tuple[int, ...]]:
-    """Stream indices of every row of an epoch: a (seed, epoch) permutation packed next-fit into `seq_len`.
+def shuffled_order(keys: list[str], seed: int, epoch: int) -> list[int]:
+    """Indices of `keys` in an order that depends on (seed, epoch) and on each key, not on where a key stands.
+
+    Keyed on content, the order of a corpus is the same however its shards are laid out: a stream's place is
+    sha256(seed, epoch, its content hash), ties (identical streams) kept in index order.
+    """
+    ranks = [hashlib.sha256(f"{seed}:{epoch}:{key}".encode()).digest() for key in keys]
+    return sorted(range(len(keys)), key=lambda i: (ranks[i], i))
+
+
+def pack_rows(lengths: np.ndarray, keys: list[str], seq_len: int, seed: int, epoch: int) -> list[tuple[int, ...]]:
+    """Stream indices of every row of an epoch: the (seed, epoch) shuffle of `keys`, packed next-fit into `seq_len`.
 
     Streams longer than `seq_len` are left out (see `count_too_long`).
     """
-    order = np.random.default_rng([seed, epoch]).permutation(len(lengths))
     rows, row, used = [], [], 0
-    for index in order.tolist():
+    for index in shuffled_order(keys, seed, epoch):
         length = int(lengths[index])
         if length > seq_len:
             continue
@@ -192,6 +210,11 @@ def pack_rows(lengths: np.ndarray, seq_len: int, seed: int, epoch: int) -> list[
     if row:
         rows.append(tuple(row))
     return rows
+
+
+def fitted_seq_len(lengths: np.ndarray, multiple: int = 256) -> int:
+    """The shortest training length, in whole `multiple`s, that holds every stream: nothing is left out."""
+    return int(-(-int(np.max(lengths)) // multiple) * multiple)
 
 
 def count_too_long(lengths: np.ndarray, seq_len: int) -> int:
@@ -230,7 +253,8 @@ class PackedBatches:
 
     def _rows(self, epoch: int) -> list[tuple[int, ...]]:
         if self._epoch_rows is None or self._epoch_rows[0] != epoch:
-            self._epoch_rows = (epoch, pack_rows(self.corpus.lengths, self.seq_len, self.seed, epoch))
+            rows = pack_rows(self.corpus.lengths, self.corpus.content_hashes, self.seq_len, self.seed, epoch)
+            self._epoch_rows = (epoch, rows)
         return self._epoch_rows[1]
 
     def steps_in_epoch(self, epoch: int) -> int:

@@ -42,7 +42,7 @@ class StudentConfig:
 
 @dataclass
 class DataConfig:
-    seq_len: int = 1024  # tokens per packed row (the paper trains at 32k)
+    seq_len: int = 0  # tokens per packed row (the paper trains at 32k); 0: fit the corpus' longest stream
     seed: int = 0  # sample order: a pure function of (seed, epoch)
 
 
@@ -269,7 +269,7 @@ def run_training(spec: RunSpec | dict) -> int:
     from transformers import AutoTokenizer
 
     from students.checkpoint import load_checkpoint, save_checkpoint
-    from students.data import PackedBatches, TokenizedCorpus
+    from students.data import PackedBatches, TokenizedCorpus, fitted_seq_len
 
     run_dir = Path(spec.run_dir)
     config = TrainConfig.from_dict(spec.config)
@@ -292,9 +292,10 @@ def run_training(spec: RunSpec | dict) -> int:
         (run_dir / "deepspeed.json").write_text(json.dumps(ds_config, indent=2) + "\n")
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config)
 
+    corpus = TokenizedCorpus(tokenized_dir(run_dir))
+    config.data.seq_len = config.data.seq_len or fitted_seq_len(corpus.lengths)
     batches = PackedBatches(
-        TokenizedCorpus(tokenized_dir(run_dir)), config.data.seq_len, config.data.seed,
-        config.engine.gradient_accumulation, rank, world_size,
+        corpus, config.data.seq_len, config.data.seed, config.engine.gradient_accumulation, rank, world_size,
     )
     state = load_checkpoint(engine, checkpoint_dir(run_dir))
     resumed = state is not None

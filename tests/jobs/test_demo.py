@@ -67,3 +67,14 @@ def test_verdict_is_read_from_the_rows():
     rows[0]["score"] = 80.0
     assert target_verdict(rows).startswith("target MISSED")
     assert target_verdict(rows[2:]).startswith("target not measured")
+
+
+def test_another_seed_changes_corpus_weights_and_order_but_never_the_evaluation():
+    from jobs.demo import FULL_CONFIG, DemoConfig
+
+    config = DemoConfig.load(FULL_CONFIG)
+    seeded = config.with_seed(7)
+    assert (seeded.generate["seed"], seeded.train["student"]["seed"], seeded.train["data"]["seed"]) == (7, 7, 7)
+    assert seeded.evaluate == config.evaluate and seeded.train["max_steps"] == config.train["max_steps"]
+    with pytest.raises(ValueError, match="evaluation's seed"):
+        config.with_seed(config.evaluate["seed"])

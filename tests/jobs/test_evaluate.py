@@ -15,6 +15,7 @@ from jobs.evaluate import (
     classification_score,
     evaluate,
     length_bucket,
+    markdown_table,
     longbench_items,
     parse_longbench_spec,
     score_item,
@@ -112,6 +113,9 @@ def test_aggregate_gives_percent_per_task_mode_length():
     records += [{**base, "mode": "one-round", "length": 256, "score": 0.0}]
     rows = aggregate(records)
     assert [(r["mode"], r["score"], r["n"]) for r in rows] == [("emr", 75.0, 4), ("one-round", 0.0, 1)]
+    # Wilson intervals: 3 of 4 is far from settled, 0 of 1 says almost nothing.
+    assert [r["ci95"] for r in rows] == [[30.1, 95.4], [0.0, 79.3]]
+    assert "| 75.0 [30.1, 95.4] (4) | 0.0 [0.0, 79.3] (1) |" in markdown_table(rows)
     assert length_bucket(1500) == 2048 and length_bucket(10) == 1024
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.corpus import read_corpus
-from tests.jobs.test_generate import NIAH, rules_config
+from tests.jobs.test_generate import NIAH, corpus_bytes, rules_config
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +97,96 @@ def test_ray_job_submit_runs_generate_on_the_cluster(ray_head, tmp_path):
     assert "Connecting to existing Ray cluster" in submitted.stdout + submitted.stderr
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["counts"] == {"rejects": 0, "shards": 3, "trajectories": 12}
+
+
+def start_node(command: list[str], log: Path) -> subprocess.Popen:
+    # Its own session: the node's raylet and the workers it starts form one process group the test can kill.
+    return subprocess.Popen(command, start_new_session=True, env=RAY_ENV, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+
+
+def stop_node(node: subprocess.Popen, temp_dir: Path | None = None) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(node.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            node.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    node.wait()
+    if temp_dir is not None:
+        subprocess.run(["rm", "-rf", str(temp_dir)], check=False)
+
+
+def wait_for_nodes(gcs_address: str, count: int, timeout: float = 120) -> None:
+    probe = ("import ray, sys, time\n"
+             f"ray.init(address={gcs_address!r}, logging_level='ERROR', log_to_driver=False)\n"
+             f"deadline = time.monotonic() + {timeout}\n"
+             f"while sum(n['Alive'] for n in ray.nodes()) < {count}:\n"
+             "    assert time.monotonic() < deadline, ray.nodes()\n"
+             "    time.sleep(0.5)\n")
+    subprocess.run([sys.executable, "-c", probe], env=RAY_ENV, check=True, timeout=timeout + 60)
+
+
+def test_losing_a_worker_node_part_way_still_ends_with_every_document_once(tmp_path):
+    """A head and a worker, one teacher actor on each (a custom resource per node); the worker is killed with
+    SIGKILL part-way. The job finishes on the head's actor and the corpus is byte for byte an uninterrupted run's."""
+    gcs, head_manager, head_objects, worker_manager, worker_objects, client = free_ports(6)
+    temp_dir = Path("/tmp") / f"ray-2n-{os.getpid()}-{gcs}"
+    common = ["--node-ip-address=127.0.0.1", "--resources={\"teacher\": 1}", "--block", "--disable-usage-stats"]
+    head = start_node([RAY, "start", "--head", f"--port={gcs}", "--num-cpus=2", "--include-dashboard=false",
+                       f"--node-manager-port={head_manager}", f"--object-manager-port={head_objects}",
+                       f"--ray-client-server-port={client}", f"--temp-dir={temp_dir}", *common], tmp_path / "head.log")
+    worker = None
+    try:
+        wait_for_nodes(f"127.0.0.1:{gcs}", 1)
+        worker = start_node([RAY, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=1",
+                             f"--node-manager-port={worker_manager}", f"--object-manager-port={worker_objects}",
+                             *common], tmp_path / "worker.log")
+        wait_for_nodes(f"127.0.0.1:{gcs}", 2)
+
+        values = rules_config(sources=[{**NIAH, "n_per_cell": 5}])  # 30 documents
+        values["shard_size"] = 3
+        values["engine"] = {"num_actors": 2, "num_cpus": 0.5, "resources": {"teacher": 1}, "max_in_flight": 2,
+                            "max_restarts": 1, "restart_timeout_s": 20, "progress_interval_s": 2}
+        values["fault"] = {"delay_per_document_s": 1.0}
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(values))
+        output = tmp_path / "corpus"
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "generate", "--config", str(config), "--output", str(output),
+             "--address", f"127.0.0.1:{gcs}"],
+            cwd=Path(__file__).resolve().parents[2], env=RAY_ENV, stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "driver.log", "w"), start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while not list((output / "data").glob("train-*.parquet")):
+                assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no shard appeared within 180 s"
+                time.sleep(0.1)
+            os.killpg(worker.pid, signal.SIGKILL)  # the worker node's own process group, nothing else
+            assert driver.wait(timeout=300) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+        log = (tmp_path / "driver.log").read_text()
+        assert "teacher actor" in log and "the other actors read its documents" in log, log[-3000:]
+    finally:
+        if worker is not None:
+            stop_node(worker)
+        stop_node(head, temp_dir)
+
+    reference = tmp_path / "reference"
+    local = {**os.environ, "RAY_ADDRESS": ""}
+    values["engine"] = {"max_in_flight": 4}
+    values.pop("fault")
+    config.write_text(yaml.safe_dump(values))
+    subprocess.run([sys.executable, "-m", "jobs.cli", "generate", "--config", str(config), "--output",
+                    str(reference)], cwd=Path(__file__).resolve().parents[2], env=local, check=True,
+                   capture_output=True, timeout=300)
+    records = [t.document_id for t in read_corpus(output)]
+    assert len(records) == len(set(records)) == 30 and not (output / "rejects.jsonl").exists()
+    assert corpus_bytes(output) == corpus_bytes(reference)

@@ -1,4 +1,4 @@
-"""A generate run killed with SIGKILL part-way, then rerun, ends with exactly the uninterrupted run's records."""
+"""A generate run killed with SIGKILL part-way, then rerun, ends with exactly the uninterrupted run's bytes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
-from tests.jobs.test_generate import NIAH, rules_config
+from tests.jobs.test_generate import NIAH, corpus_bytes, rules_config
 
 pytestmark = pytest.mark.slow
 
@@ -75,4 +75,5 @@ def test_sigkill_part_way_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert resumed_records == expected_records  # no gaps, same content
     assert sum(expected_records.values()) == 30
     assert resumed_rejects == expected_rejects == {("no-evidence", "teacher", "document")}
+    assert corpus_bytes(interrupted) == corpus_bytes(uninterrupted)
     assert not list((interrupted / "data").glob(".*.tmp"))

@@ -69,6 +69,23 @@ def test_resume_skips_done_documents_and_discards_a_partial_shard(tmp_path):
     assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_partial_last_shard_is_reopened_so_interrupted_writing_gives_the_same_bytes(tmp_path):
+    trajectories = [make_trajectory(f"doc-{i}", n_chunks=3, n_rounds=1 + i % 3) for i in range(7)]
+    with CorpusWriter(tmp_path / "once", shard_size=3) as writer:
+        for t in trajectories:
+            writer.write(t)
+    # Stopped three times, each time after a shard boundary or in the middle of one.
+    for stop in (1, 4, 5, 7):
+        with CorpusWriter(tmp_path / "stopped", shard_size=3) as writer:
+            for t in trajectories[:stop]:
+                writer.write(t)
+    for name in ("manifest.json", "statistics.json", "data/train-00000.parquet", "data/train-00001.parquet",
+                 "data/train-00002.parquet"):
+        assert (tmp_path / "stopped" / name).read_bytes() == (tmp_path / "once" / name).read_bytes(), name
+    assert shard_files(tmp_path / "stopped") == shard_files(tmp_path / "once")
+    assert [t.document_id for t in read_corpus(tmp_path / "stopped")] == [f"doc-{i}" for i in range(7)]
+
+
 def test_a_shard_renamed_before_the_manifest_was_updated_is_adopted(tmp_path):
     with CorpusWriter(tmp_path, shard_size=1) as writer:
         writer.write(make_trajectory("a"))

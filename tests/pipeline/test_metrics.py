@@ -61,3 +61,15 @@ def test_score_answer_chooses_the_metric_by_document_kind():
                           options=("Red", "Green", "Blue", "Black"))
     assert score_answer(choice_doc, "C. Blue") == (1.0, True)
     assert score_answer(choice_doc, "A") == (0.0, False)
+
+
+def test_interval95_is_wilson_for_right_or_wrong_scores_and_a_fixed_bootstrap_for_graded_ones():
+    from pipeline.metrics import interval95
+
+    low, high = interval95([1.0] * 20)
+    assert high == 1.0 and 0.83 < low < 0.84  # 20 of 20 cannot tell 95% from 85%
+    low, high = interval95([1.0] * 19 + [0.0])
+    assert low < 0.95 * 0.95 < high < 1.0
+    graded = [0.2, 0.5, 0.7, 1.0, 0.9, 0.4]
+    low, high = interval95(graded)
+    assert low < sum(graded) / len(graded) < high and interval95(graded) == (low, high)

@@ -85,17 +85,21 @@ def test_loss_mask_covers_exactly_summaries_actions_and_answer(stream_tokenizer)
 
 def test_pack_rows_uses_every_short_stream_once_and_leaves_out_long_ones():
     lengths = np.array([5, 30, 7, 12, 3, 50, 9, 10])
-    rows = pack_rows(lengths, seq_len=20, seed=3, epoch=0)
+    rows = pack_rows(lengths, [f"h{i}" for i in range(8)], seq_len=20, seed=3, epoch=0)
     used = [i for row in rows for i in row]
     assert sorted(used) == [0, 2, 3, 4, 6, 7]  # 30 and 50 do not fit in 20 tokens
     assert all(sum(lengths[list(row)]) <= 20 for row in rows)
 
 
-def test_sample_order_is_a_function_of_seed_and_epoch():
-    lengths = np.arange(1, 41)
-    assert pack_rows(lengths, 64, seed=1, epoch=2) == pack_rows(lengths, 64, seed=1, epoch=2)
-    assert pack_rows(lengths, 64, seed=1, epoch=2) != pack_rows(lengths, 64, seed=1, epoch=3)
-    assert pack_rows(lengths, 64, seed=1, epoch=2) != pack_rows(lengths, 64, seed=2, epoch=2)
+def test_sample_order_is_a_function_of_seed_epoch_and_content_not_of_corpus_order():
+    lengths, keys = np.arange(1, 41), [f"hash-{i}" for i in range(40)]
+    assert pack_rows(lengths, keys, 64, seed=1, epoch=2) == pack_rows(lengths, keys, 64, seed=1, epoch=2)
+    assert pack_rows(lengths, keys, 64, seed=1, epoch=2) != pack_rows(lengths, keys, 64, seed=1, epoch=3)
+    assert pack_rows(lengths, keys, 64, seed=1, epoch=2) != pack_rows(lengths, keys, 64, seed=2, epoch=2)
+    # The same streams stored in another order (another sharding) give the same rows of the same streams.
+    moved = np.random.default_rng(0).permutation(40)
+    rows = pack_rows(lengths[moved], [keys[i] for i in moved], 64, seed=1, epoch=2)
+    assert [tuple(int(moved[i]) for i in row) for row in rows] == pack_rows(lengths, keys, 64, seed=1, epoch=2)
 
 
 def test_packed_row_restarts_positions_and_trains_no_token_across_a_boundary():
