@@ -268,6 +268,7 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     "stop_after_evidence": "STOP before the chunk of the last evidence",
     "clues_hold_evidence": "the Clues at STOP hold nothing of the evidence",
     "fields_distinct": "Target, Clues and Reason copy each other, or a field copies the chunk",
+    "hint_not_echoed": "a hinted teacher's summary repeats its hint (\"the reference answer is ...\")",
     "needs_context": "the teacher answers without the document (MemAgent's check; when asked for)",
 }
 

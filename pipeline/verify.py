@@ -25,6 +25,7 @@ CHECKS: tuple[str, ...] = (
     "stop_after_evidence",  # STOP comes no earlier than the chunk of the last evidence
     "clues_hold_evidence",  # the Clues at STOP hold something of the evidence (not "None yet.")
     "fields_distinct",  # Target, Clues and Reason are not copies of each other or of the chunk
+    "hint_not_echoed",  # a hinted teacher's summaries do not repeat its hint ("the reference answer is ...")
     "needs_context",  # the teacher cannot answer without the document (when the record holds its no-context answer)
 )
 # A Target restates the question when it holds at least this share of the question's content words.
@@ -35,6 +36,10 @@ COPY_RATIO = 0.9
 CHUNK_COPY_SHARE = 0.5
 # The Clues at STOP must hold at least this many content words of the evidence that the question does not hold.
 MIN_EVIDENCE_WORDS = 1
+# Words of the hinted teacher's prompts (teachers/prompts/hints) that a summary must not repeat: a student was never
+# told a reference answer or given a hint, and the prompts' instructions are not a summary.
+HINT_ECHOES: tuple[str, ...] = ("reference answer", "hint", "add this fact to the clues", "say in reason",
+                                "keep the clues as they were", "say so in reason")
 # Answers too common as words to be looked for in Clues ("there is no mention ...").
 _UNSEARCHABLE_ANSWERS = frozenset({"yes", "no", "none", "true", "false"})
 _STOPWORDS = frozenset(
@@ -236,6 +241,19 @@ def _check_fields(t: Trajectory, c: _Context, _score) -> Failure | None:
     return None
 
 
+def _check_hint_echo(t: Trajectory, c: _Context, _score) -> Failure | None:
+    if not t.teacher.get("hint"):
+        return None
+    for r in t.rounds:
+        for name, text in (("Target", r.summary.target), ("Clues", r.summary.clues), ("Reason", r.summary.reason)):
+            words = " ".join(_words(text))
+            echoed = [phrase for phrase in HINT_ECHOES if _holds(words, phrase)]
+            if echoed:
+                return Failure("hint_not_echoed", f"round {r.chunk_index}",
+                               f"{name} repeats the hint ({echoed[0]!r}): {text[:100]!r}")
+    return None
+
+
 def _check_needs_context(t: Trajectory, c: _Context, _score) -> Failure | None:
     unread = t.metadata.get("no_context_answer")
     if unread is None:
@@ -257,6 +275,7 @@ _CHECK_FUNCTIONS = {
     "stop_after_evidence": _check_stop,
     "clues_hold_evidence": _check_clues_hold_evidence,
     "fields_distinct": _check_fields,
+    "hint_not_echoed": _check_hint_echo,
     "needs_context": _check_needs_context,
 }
 

@@ -67,7 +67,7 @@ def test_verifier_counts_and_hinted_acceptance_reach_statistics_and_the_card(tmp
     verifier = corpus_statistics(tmp_path)["verifier"]
     assert verifier["check_failures"] == {"answer": 1, "target_restates_question": 1, "clues_before_evidence": 1,
                                           "stop_after_evidence": 0, "clues_hold_evidence": 0, "fields_distinct": 1,
-                                          "needs_context": 0}
+                                          "hint_not_echoed": 0, "needs_context": 0}
     assert verifier["by_hint"] == {"evidence": {"accepted": 1, "rejected": 3, "acceptance_rate": 0.25},
                                    "none": {"accepted": 2, "rejected": 1, "acceptance_rate": 2 / 3}}
     text = dataset_card(tmp_path, load_path="someone/hinted").text

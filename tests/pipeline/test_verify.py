@@ -107,6 +107,16 @@ def test_a_target_that_drops_the_question_and_a_field_that_copies_the_chunk_fail
     assert failed(with_summaries(traj, twins)) == ["fields_distinct"]
 
 
+def test_a_hinted_summary_that_repeats_its_hint_fails():
+    doc, traj = needle_trajectory()
+    hinted = dataclasses.replace(traj, teacher={**traj.teacher, "hint": "evidence"})
+    assert failed(hinted) == []
+    echo = [dataclasses.replace(r.summary, reason=f"With this chunk, the reference answer is {doc.answers[0]}.")
+            if r.action == "STOP" else r.summary for r in traj.rounds]
+    assert failed(with_summaries(hinted, echo)) == ["hint_not_echoed"]
+    assert failed(with_summaries(traj, echo)) == []  # only hinted records are held to it
+
+
 def test_the_no_context_check_drops_questions_answered_without_reading():
     doc, traj = needle_trajectory()
     knows = dataclasses.replace(traj, metadata={**traj.metadata, "no_context_answer": doc.answers[0]})
