@@ -153,6 +153,8 @@ def dataset_card(corpus_dir: Path, load_path: str):
         teacher_rows=_teacher_rows(records["teachers"]),
         chunking=_chunking_text(config, stats),
         filter_description=_filter_text(config, stats),
+        verifier_rows=_verifier_rows(stats),
+        hint_rows=_hint_rows(stats),
         reject_reasons=rejects,
         count_rows=_count_rows(manifest, stats, records),
         load_path=load_path,
@@ -184,9 +186,10 @@ def _corpus_summary(corpus_dir: Path) -> dict[str, Any]:
     """What the card needs from the records: sources, their licences, teachers, and the size of the streams."""
     from pipeline.chunking import WordEstimate
     from pipeline.corpus import read_corpus
+    from pipeline.qa_data import SQUAD_LICENSE
     from pipeline.sources import HOTPOTQA_LICENSE, NIAH_LICENSE, QUALITY_LICENSE
 
-    known = {"niah": NIAH_LICENSE, "hotpotqa": HOTPOTQA_LICENSE, "quality": QUALITY_LICENSE}
+    known = {"niah": NIAH_LICENSE, "hotpotqa": HOTPOTQA_LICENSE, "quality": QUALITY_LICENSE, "squad": SQUAD_LICENSE}
     sources: dict[str, int] = {}
     teachers: dict[str, dict[str, Any]] = {}
     stream_tokens = context_tokens = 0
@@ -221,6 +224,10 @@ def _teacher_rows(teachers: list[dict[str, Any]]) -> list[tuple[str, str]]:
             ("sampling", sampling),
             ("prompt template", f"`{t.get('prompt_template', '?')}`, sha256 `{t.get('prompt_sha256', '?')}`"),
         ]
+        if t.get("hint"):
+            fixed = ", ".join(t.get("hint_fixed") or []) or "nothing (no structured output)"
+            rows.append(("hint", f"`{t['hint']}` (rationalization: told where the evidence is and the reference "
+                                 f"answer; `{t.get('hint_template')}`); written as given: {fixed}"))
     return rows
 
 
@@ -244,12 +251,36 @@ def _filter_text(config: dict[str, Any], stats: dict[str, Any]) -> str:
     answer_rule = ("the metric's own pass verdict (exact or F1 >= 0.5 by task)" if threshold is None
                    else f"answer score >= {threshold}")
     return (
-        f"A trajectory is kept when its summaries parse in the stream format, its final answer passes against the "
-        f"reference ({answer_rule}) and its rendered stream stays within {f.get('max_stream_tokens', 32768)} tokens. "
+        f"A trajectory is kept when its summaries parse in the stream format, it passes the verifier's checks "
+        f"({', '.join(f.get('checks') or CHECK_DESCRIPTIONS)}; the final answer against the reference: "
+        f"{answer_rule}) and its rendered stream stays within {f.get('max_stream_tokens', 32768)} tokens. "
         f"Acceptance: {100 * stats.get('acceptance_rate', 0):.1f}% of the documents; answer pass rate of the kept "
         f"ones: {100 * stats.get('answer_pass_rate', 0):.1f}%; early stops (fewer rounds than chunks): "
         f"{100 * stats.get('early_stop_rate', 0):.1f}%."
     )
+
+
+# What each verifier check keeps out (pipeline/verify.py), for the card.
+CHECK_DESCRIPTIONS: dict[str, str] = {
+    "answer": "the final answer fails the answer check",
+    "target_restates_question": "a Target does not restate the question, or holds the answer",
+    "clues_before_evidence": "Clues hold the answer before the text has given it",
+    "stop_after_evidence": "STOP before the chunk of the last evidence",
+    "clues_hold_evidence": "the Clues at STOP hold nothing of the evidence",
+    "fields_distinct": "Target, Clues and Reason copy each other, or a field copies the chunk",
+    "hint_not_echoed": "a hinted teacher's summary repeats its hint (\"the reference answer is ...\")",
+    "needs_context": "the teacher answers without the document (MemAgent's check; when asked for)",
+}
+
+
+def _verifier_rows(stats: dict[str, Any]) -> list[tuple[str, str, int]]:
+    failures = stats.get("verifier", {}).get("check_failures", {})
+    return [(name, text, failures.get(name, 0)) for name, text in CHECK_DESCRIPTIONS.items()]
+
+
+def _hint_rows(stats: dict[str, Any]) -> list[tuple[str, int, int, str]]:
+    by_hint = stats.get("verifier", {}).get("by_hint", {})
+    return [(hint, v["accepted"], v["rejected"], f"{100 * v['acceptance_rate']:.1f}%") for hint, v in by_hint.items()]
 
 
 def _reject_reasons(path: Path) -> list[tuple[str, int]]:

@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "generate": "jobs.generate",
     "prepare-teacher": "jobs.teacher_models",
+    "prepare-data": "jobs.prepare_data",
     "train": "jobs.train",
     "evaluate": "jobs.evaluate",
     "publish": "jobs.publish",

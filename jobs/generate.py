@@ -21,7 +21,7 @@ import os
 import time
 import warnings
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -70,7 +70,18 @@ def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
     if source.kind == "file":
         items = readers.read_documents(source.path)
     elif source.kind == "long_hotpotqa":
-        items = sources.long_hotpotqa(source.target_tokens, source.n, seed, counter)
+        questions = None
+        if source.dataset == "full":
+            from jobs.prepare_data import prepared_file
+            from pipeline.qa_data import hotpotqa_full_questions
+
+            questions = hotpotqa_full_questions(str(prepared_file("hotpotqa.json")))
+        items = sources.long_hotpotqa(source.target_tokens, source.n, seed, counter, questions=questions)
+    elif source.kind == "long_squad":
+        from jobs.prepare_data import prepared_file
+        from pipeline.qa_data import long_squad
+
+        items = long_squad(str(prepared_file("squad.json")), source.target_tokens, source.n, seed, counter)
     elif source.kind == "quality":
         items = sources.quality_documents()
     else:
@@ -335,7 +346,8 @@ class EnginePool:
                     round_index, message = value
                     progress.rejected += 1
                     field_name = "document" if round_index is None else f"round {round_index}"
-                    yield _reject(work.doc.id, "teacher", field_name, message, _TEACHER_FIX)
+                    yield replace(_reject(work.doc.id, "teacher", field_name, message, _TEACHER_FIX),
+                                  hint=self.identity.get("hint", ""))
                     continue
                 if status == "unavailable":
                     raise GenerateError(f"the {self.part.name!r} teacher is unavailable: {value}. Fix: bring the "
@@ -413,7 +425,7 @@ _TEACHER_FIX = ("none needed for the run (the document is left out); if many doc
 
 
 def filter_trajectories(items: Iterable[Any], config: FilterConfig, counter, progress: Progress) -> Iterator[Any]:
-    """Stage filter: keep trajectories whose answer passes and whose every round is well formed."""
+    """Stage filter: keep trajectories that are well formed and pass the verifier (pipeline/verify.py)."""
     from pipeline.trajectory import Trajectory
 
     for item in items:
@@ -429,11 +441,15 @@ def filter_trajectories(items: Iterable[Any], config: FilterConfig, counter, pro
             yield item
         else:
             progress.rejected += 1
-            yield _reject(item.document_id, "filter", *reason)
+            field_name, problem, fix, *checks = reason
+            yield replace(_reject(item.document_id, "filter", field_name, problem, fix),
+                          checks=tuple(checks[0]) if checks else (), hint=item.teacher.get("hint", ""))
 
 
-def _filter_reason(t, config: FilterConfig, counter) -> tuple[tuple[str, str, str] | None, int]:
-    """(field, reason, fix) when the trajectory is left out, else None; and the stream's token count."""
+def _filter_reason(t, config: FilterConfig, counter) -> tuple[tuple | None, int]:
+    """(field, reason, fix[, failed checks]) when the trajectory is left out, else None; and the stream's tokens."""
+    from pipeline.verify import verify
+
     left_out = "none needed (the document is left out)"
     if not t.rounds:
         return ("rounds", "the teacher wrote no round", left_out), 0
@@ -446,11 +462,13 @@ def _filter_reason(t, config: FilterConfig, counter) -> tuple[tuple[str, str, st
         stream = t.render()
     except ValueError as e:
         return ("rounds", f"the rounds do not form a stream: {e}", left_out), 0
-    passed = t.answer_passed if config.min_answer_score is None else t.answer_score >= config.min_answer_score
-    if not passed:
-        return ("answer", f"the teacher's answer {t.answer[:200]!r} scored {t.answer_score:.2f} against the "
-                f"references {list(t.references)[:3]}", left_out + "; a stronger teacher or a lower "
-                "filter.min_answer_score keeps more"), 0
+    failures = verify(t, config.checks, config.min_answer_score)
+    if failures:
+        problem = "; ".join(f"[{f.check}] {f.field}: {f.problem}" for f in failures)
+        fix = left_out + "; a stronger teacher, or a hinted one (teacher hint: evidence), writes trajectories that pass"
+        if failures[0].check == "answer":
+            fix += "; a lower filter.min_answer_score keeps more answers"
+        return (failures[0].field, problem, fix, [f.check for f in failures]), 0
     tokens = counter.count(stream.text)
     if tokens > config.max_stream_tokens:
         return ("context", f"the stream has {tokens} tokens, more than filter.max_stream_tokens="

@@ -16,17 +16,19 @@ from typing import Any
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "generate_default.yaml"
-SOURCE_KINDS = ("file", "long_hotpotqa", "quality", "niah")
+SOURCE_KINDS = ("file", "long_hotpotqa", "long_squad", "quality", "niah")
+HOTPOTQA_DATASETS = ("shipped", "full")
 # Model names a config may use instead of a folder: prepared offline by jobs/teacher_models.py.
 PREPARED_MODELS = ("smollm2",)
 
 
 @dataclass
 class SourceConfig:
-    kind: str  # file | long_hotpotqa | quality | niah
+    kind: str  # file | long_hotpotqa | long_squad | quality | niah
     path: str = ""  # file: a jsonl / parquet file or a Hugging Face dataset folder
-    n: int = 8  # long_hotpotqa: documents to build
-    target_tokens: int = 2000  # long_hotpotqa: length of each document
+    n: int = 8  # long_hotpotqa, long_squad: documents to build
+    target_tokens: int = 2000  # long_hotpotqa, long_squad: length of each document
+    dataset: str = "shipped"  # long_hotpotqa: the shipped 100 questions | full (7,405; `smooth-reading prepare-data`)
     lengths: list[int] = field(default_factory=lambda: [1000, 2000])  # niah: haystack lengths in tokens
     depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # niah: needle depths, 0 (start) .. 1 (end)
     n_per_cell: int = 1  # niah: documents per (length, depth)
@@ -37,6 +39,8 @@ class SourceConfig:
     def __post_init__(self):
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"source kind {self.kind!r} is unknown. Fix: use one of {list(SOURCE_KINDS)}")
+        if self.dataset not in HOTPOTQA_DATASETS:
+            raise ValueError(f"source dataset {self.dataset!r} is unknown. Fix: use one of {list(HOTPOTQA_DATASETS)}")
         if self.kind == "file" and not self.path:
             raise ValueError("source kind 'file' needs 'path'. Fix: give a jsonl / parquet file or a dataset folder")
 
@@ -77,10 +81,22 @@ class PartConfig:
             raise ValueError(f"part {self.name!r}: max_rounds must be at least 1")
 
 
+def _all_checks() -> list[str]:
+    from pipeline.verify import CHECKS
+
+    return list(CHECKS)
+
+
 @dataclass
 class FilterConfig:
     min_answer_score: float | None = None  # None: the metric's own pass verdict; a number: score >= it
     max_stream_tokens: int = 32768  # token cap: longer rendered streams are rejected (the training length)
+    checks: list[str] = field(default_factory=_all_checks)  # the verifier's checks to apply (pipeline/verify.py)
+
+    def __post_init__(self):
+        from pipeline.verify import check_names
+
+        self.checks = list(check_names(self.checks))
 
 
 @dataclass
@@ -129,11 +145,13 @@ class GenerateConfig:
     def content_hash(self) -> str:
         """Hash of what decides the records (engine and fault settings do not): resume requires it unchanged."""
         content = {k: v for k, v in self.to_dict().items() if k not in ("engine", "fault")}
+        if content["filter"]["checks"] == _all_checks():  # the default that predates the setting
+            content["filter"].pop("checks")
         for part in content["parts"]:
             part.pop("optional")
             part.pop("engine")
             for source in part["sources"]:
-                for name, default in (("value_digits", 7), ("random_start", False)):
+                for name, default in (("value_digits", 7), ("random_start", False), ("dataset", "shipped")):
                     if source.get(name) == default:  # defaults that predate the setting: older corpora still resume
                         source.pop(name)
         blob = json.dumps(content, sort_keys=True).encode()

@@ -287,12 +287,15 @@ def read_corpus(corpus_dir: str | os.PathLike, verify: bool = True) -> Iterator[
 
 def corpus_statistics(corpus_dir: str | os.PathLike) -> dict[str, Any]:
     """What a corpus holds, also written to statistics.json next to the shards."""
+    from pipeline.verify import verifier_statistics
+
     corpus_dir = Path(corpus_dir)
     columns = ["document_id", "chunk_ends", "rounds", "answer_passed", "answer_score", "source",
-               "prompt_tokens", "completion_tokens"]
+               "prompt_tokens", "completion_tokens", "teacher"]
     rounds, chunks, summary_words, prompt, completion, scores = [], [], [], [], [], []
     passed = early = 0
     sources: Counter[str] = Counter()
+    hints: Counter[str] = Counter()
     for path in _shard_paths(corpus_dir, verify=False):
         for row in pq.read_table(path, columns=columns).to_pylist():
             rounds.append(len(row["rounds"]))
@@ -306,6 +309,7 @@ def corpus_statistics(corpus_dir: str | os.PathLike) -> dict[str, Any]:
             scores.append(row["answer_score"])
             passed += bool(row["answer_passed"])
             sources[row["source"]] += 1
+            hints[json.loads(row["teacher"]).get("hint") or "none"] += 1
     rejects = read_rejects(corpus_dir / REJECTS)
     n = len(rounds)
     stats = {
@@ -326,6 +330,7 @@ def corpus_statistics(corpus_dir: str | os.PathLike) -> dict[str, Any]:
             "completion_per_document": sum(completion) / n if n else 0.0,
         },
         "sources": dict(sorted(sources.items())),
+        "verifier": verifier_statistics(hints, rejects),
     }
     text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
     _write_atomic(corpus_dir / STATISTICS, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,3 +113,17 @@ class Document:
                     self.id, "evidence", f"span [{e.start}, {e.end}) does not hold its text {e.text[:40]!r}",
                     "record evidence as character offsets into the context",
                 )
+
+
+_SENTENCE_END = re.compile(r"[.?!](?=\s)|\n")
+
+
+def sentence_around(context: str, start: int, end: int) -> Evidence:
+    """The sentence (or line) of `context` that holds context[start:end], as an evidence span."""
+    before = [m.end() for m in _SENTENCE_END.finditer(context, 0, start)]
+    left = before[-1] if before else 0
+    after = _SENTENCE_END.search(context, end)
+    right = after.end() if after else len(context)
+    while left < start and context[left].isspace():
+        left += 1
+    return Evidence(left, right, context[left:right])

@@ -23,6 +23,8 @@ class Reject:
     source: str = ""  # the input file or folder
     record: int | None = None  # 1-based line number (jsonl) or row number (parquet, HF dataset)
     stage: str = ""  # read, plan, teacher, filter, ...
+    checks: tuple[str, ...] = ()  # filter: the verifier checks the trajectory failed (pipeline/verify.py)
+    hint: str = ""  # the hint the teacher read with ("evidence"), empty when unhinted
 
     def __str__(self) -> str:
         where = f"document {self.document_id!r}" if self.document_id else f"record {self.record}"
@@ -31,13 +33,16 @@ class Reject:
         return f"{where}, field {self.field!r}: {self.reason}. Fix: {self.fix}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["checks"] = list(self.checks)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Reject":
         return cls(
             document_id=str(d.get("document_id") or ""), field=str(d["field"]), reason=str(d["reason"]),
             fix=str(d["fix"]), source=str(d.get("source") or ""), record=d.get("record"), stage=str(d.get("stage") or ""),
+            checks=tuple(d.get("checks") or ()), hint=str(d.get("hint") or ""),
         )
 
     @classmethod

@@ -40,8 +40,13 @@ def _paragraph(title: str, sentences: Sequence[str]) -> str:
 @functools.cache
 def hotpotqa_paragraphs() -> tuple[tuple[str, str], ...]:
     """Every distinct (title, paragraph) of the shipped questions, gold and distractor, in file order."""
+    return paragraphs_of(hotpotqa_questions())
+
+
+def paragraphs_of(questions: Sequence[dict]) -> tuple[tuple[str, str], ...]:
+    """Every distinct (title, paragraph) of HotpotQA questions, gold and distractor, in order."""
     seen, out = set(), []
-    for q in hotpotqa_questions():
+    for q in questions:
         pairs = [(q["title_a"], q["para_a"]), (q["title_b"], q["para_b"])] + [(t, s) for t, s, *_ in q["distractors"]]
         for title, sentences in pairs:
             if title not in seen:
@@ -51,14 +56,15 @@ def hotpotqa_paragraphs() -> tuple[tuple[str, str], ...]:
 
 
 def long_hotpotqa(target_tokens: int, n: int | None = None, seed: int = 0,
-                  counter: TokenCounter = WordEstimate()) -> list[Document]:
+                  counter: TokenCounter = WordEstimate(), questions: Sequence[dict] | None = None) -> list[Document]:
     """Each HotpotQA question as a long document of about `target_tokens`: its two gold paragraphs at seeded
     positions among distractors (its own first, then other questions' paragraphs, drawn seeded), joined by blank
     lines. The gold paragraphs' places are the document's evidence. Documents stop short of the target rather
     than overshoot it, and a target smaller than the gold paragraphs gives just the gold paragraphs.
+    `questions`: another set in the shipped layout (the full dev set, pipeline.qa_data); default the shipped 100.
     """
-    questions = hotpotqa_questions()[: n if n is not None else None]
-    all_paragraphs = hotpotqa_paragraphs()
+    all_paragraphs = hotpotqa_paragraphs() if questions is None else paragraphs_of(questions)
+    questions = (hotpotqa_questions() if questions is None else tuple(questions))[: n if n is not None else None]
     sep_tokens = counter.count(PARAGRAPH_SEP)
     docs = []
     for q in questions:

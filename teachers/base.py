@@ -20,10 +20,11 @@ from pipeline.documents import Document
 from pipeline.metrics import score_answer
 from pipeline.stream import ACTION_TOKEN, END, READ, STOP, Action, MalformedOutput, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
+from teachers.hints import HINTS, EvidenceHints, FixedParts, HintRound, no_context_prompt
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 PromptMode = Literal["summary", "stream"]
-ReplyKind = Literal["round", "final", "answer"]
+ReplyKind = Literal["round", "read", "final", "answer"]
 PROMPT_MODES: tuple[str, ...] = ("summary", "stream")
 # The parts of one prompt family; each is a file PROMPTS_DIR / f"{name}.{part}.txt".
 PROMPT_PARTS: tuple[str, ...] = ("system", "round", "stream_first", "stream_next", "last", "reask")
@@ -101,6 +102,12 @@ def question_text(doc: Document) -> str:
     return doc.question + "\n" + "\n".join(lines) + "\nAnswer with the letter of the correct option."
 
 
+def record_metadata(doc: Document) -> dict[str, Any]:
+    """A trajectory's metadata: the document's, plus where its evidence lies (the verifier checks against it)."""
+    spans = {"evidence_spans": [[e.start, e.end] for e in doc.evidence]} if doc.evidence else {}
+    return {**doc.metadata, **spans}
+
+
 def check_plan(doc: Document, plan: ChunkPlan, max_rounds: int) -> tuple[int, ...]:
     """The plan's chunk ends, after checking they cut exactly this document's context."""
     if plan.document_id != doc.id:
@@ -130,14 +137,25 @@ def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     )
 
 
-def summary_regex(field_max_chars: int, final: bool) -> str:
-    """The format of one summary round, as a regex for vLLM's structured output."""
+def _literal(text: str) -> str:
+    # re.escape escapes spaces too, which grammar compilers (xgrammar) warn about; a space needs no escape.
+    return re.escape(text).replace("\\ ", " ")
+
+
+def summary_regex(field_max_chars: int, kind: ReplyKind, fixed: FixedParts | None = None) -> str:
+    """The format of one summary round of `kind` ("round": READ or STOP, "read", "final"), as a regex for
+    structured output; `fixed` parts are written as they are."""
+    fixed = fixed or FixedParts()
     line = f"[^\\n<]{{1,{field_max_chars}}}"
-    action = re.escape(STOP) if final else f"({re.escape(READ)}|{re.escape(STOP)})"
-    return f"Target: {line}\\nClues: {line}\\nReason: {line}\\n{action}"
+    target = _literal(fixed.target) if fixed.target else line
+    clues = _literal(fixed.clues) if fixed.clues else _literal(fixed.clues_prefix) + line
+    action = {"final": re.escape(STOP), "read": re.escape(READ)}.get(kind, f"({re.escape(READ)}|{re.escape(STOP)})")
+    return f"Target: {target}\\nClues: {clues}\\nReason: {_literal(fixed.reason_prefix)}{line}\\n{action}"
 
 
-def answer_regex(field_max_chars: int) -> str:
+def answer_regex(field_max_chars: int, fixed: FixedParts | None = None) -> str:
+    if fixed is not None and fixed.answer:
+        return f" {_literal(fixed.answer)}"
     return f" ?[^\\n<]{{1,{field_max_chars}}}"
 
 
@@ -173,8 +191,14 @@ class LLMTeacherConfig:
     max_round_tokens: int = 256  # cap on one summary (Target/Clues/Reason + action)
     max_answer_tokens: int = 64
     max_retries: int = 1  # re-asks of a malformed round before the document is rejected
+    # "evidence": each round's prompt says whether the chunk holds evidence and, at the last, the reference answer
+    # (rationalization: the teacher writes the summary a reader should have written). Needs documents with evidence.
+    hint: str = "none"
+    no_context_check: bool = False  # also ask the question without the document (MemAgent's check; the verifier)
 
     def __post_init__(self):
+        if self.hint not in HINTS:
+            raise ValueError(f"hint {self.hint!r} is not one of {HINTS}. Fix: use 'evidence' or leave it out")
         if self.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"prompt_mode {self.prompt_mode!r} is not one of {PROMPT_MODES}")
         if self.max_round_tokens < 1 or self.max_answer_tokens < 1:
@@ -195,14 +219,18 @@ class LLMTeacher(Teacher):
     def __init__(self, config: LLMTeacherConfig):
         self.config = config
         self.templates = PromptTemplates.load(config.prompt_template)
+        self.hints = EvidenceHints() if config.hint == "evidence" else None
+        self.no_context_prompt = no_context_prompt() if config.no_context_check else ""
 
     @abstractmethod
-    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
-        """Generate one reply of `kind`, at most `max_tokens` tokens.
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round",
+                       fixed: FixedParts | None = None) -> Completion:
+        """Generate one reply of `kind`, at most `max_tokens` tokens; backends with structured output write the
+        `fixed` parts as given (others ignore them).
 
         "round": a summary that ends with READ or STOP (the marker kept in the text); "final": the same, but the
         round must STOP (backends that constrain decoding use this); "answer": continue the last assistant
-        message (which ends with STOP) with the answer, up to END.
+        message (which ends with STOP) with the answer, up to END; "read": a round that must READ.
         """
 
     def model_name(self) -> str:
@@ -222,17 +250,40 @@ class LLMTeacher(Teacher):
             "prompt_sha256": self.templates.sha256,
             "max_round_tokens": self.config.max_round_tokens,
             "max_answer_tokens": self.config.max_answer_tokens,
+            **self._hint_identity(),
         }, sort_keys=True))
+
+    def _hint_identity(self) -> dict[str, Any]:
+        """Only hinted or no-context teachers add keys: unhinted records keep the identity (and hash) they had."""
+        extra: dict[str, Any] = self.hints.identity(self.constrains()) if self.hints else {}
+        if self.no_context_prompt:
+            extra["no_context_sha256"] = hashlib.sha256(self.no_context_prompt.encode()).hexdigest()
+        return extra
+
+    def constrains(self) -> bool:
+        """Whether hinted rounds are decoded with their fixed parts (backends with structured output on)."""
+        return bool(self.hints) and bool(getattr(self.config, "structured_output", False))
+
+    def _round_hints(self, doc: Document, ends: tuple[int, ...]) -> tuple[list[HintRound], int | None]:
+        """Per chunk, the hint for its prompt, and the chunk to stop at (None: unhinted)."""
+        if not self.hints:
+            return [HintRound("", "")] * len(ends), None
+        if not doc.evidence:
+            raise TeacherError(doc.id, None, "field 'evidence' is empty, so the hinted teacher cannot tell which chunk "
+                               "holds the answer. Fix: give the document evidence spans, or read it unhinted")
+        return self.hints.rounds(doc, ends)
 
     async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         ends = check_plan(doc, plan, max_rounds)
         chunks = chunk_texts(doc.context, ends)
         question = question_text(doc)
         t = self.templates
-        n_rounds = min(len(chunks), max_rounds)
+        hints, stop_at = self._round_hints(doc, ends)
+        n_rounds = min(len(chunks), max_rounds, stop_at + 1 if stop_at is not None else len(chunks))
         system = {"role": "system", "content": t.system}
         conversation: list[dict[str, str]] = [system]  # stream mode: grows round by round
         summary_so_far = "None yet: this is the first chunk."
+        clues_so_far = "None yet."
         rounds: list[TeacherRound] = []
         cached: list[int] = []
         retries = 0
@@ -240,19 +291,24 @@ class LLMTeacher(Teacher):
 
         for k in range(n_rounds):
             final = k == n_rounds - 1
+            last = t.last.format(chunk_number=k + 1) if final and k != stop_at else ""
             fields = dict(question=question, chunk=chunks[k], chunk_number=k + 1, num_chunks=len(chunks),
-                          summary=summary_so_far, last=t.last.format(chunk_number=k + 1) if final else "")
+                          summary=summary_so_far, last=last + hints[k].text)
             if self.config.prompt_mode == "stream":
                 user = (t.stream_first if k == 0 else t.stream_next).format(**fields)
                 messages = conversation + [{"role": "user", "content": user}]
             else:
                 messages = [system, {"role": "user", "content": t.round.format(**fields)}]
 
+            fixed = None
+            if self.constrains():
+                fixed = self.hints.fixed(hints[k], question, clues_so_far, doc.answers[0])
             prompt_tokens = completion_tokens = cached_tokens = 0
             attempt_messages = messages
             for attempt in range(self.config.max_retries + 1):
-                kind = "final" if final else "round"
-                out = await _complete_or_reject(self, doc, k, attempt_messages, self.config.max_round_tokens, kind)
+                kind = "final" if final else "read" if self.hints else "round"
+                out = await _complete_or_reject(self, doc, k, attempt_messages, self.config.max_round_tokens, kind,
+                                                fixed)
                 prompt_tokens += out.prompt_tokens
                 completion_tokens += out.completion_tokens
                 cached_tokens += out.cached_tokens
@@ -273,7 +329,8 @@ class LLMTeacher(Teacher):
 
             if action == "STOP":
                 answer_messages = messages + [{"role": "assistant", "content": reply}]
-                out = await _complete_or_reject(self, doc, k, answer_messages, self.config.max_answer_tokens, "answer")
+                out = await _complete_or_reject(self, doc, k, answer_messages, self.config.max_answer_tokens, "answer",
+                                                fixed)
                 prompt_tokens += out.prompt_tokens
                 completion_tokens += out.completion_tokens
                 cached_tokens += out.cached_tokens
@@ -287,21 +344,32 @@ class LLMTeacher(Teacher):
             if action == "STOP":
                 break
             summary_so_far = summary.render().strip()
+            clues_so_far = summary.clues
             conversation = messages + [{"role": "assistant", "content": reply}]
 
+        metadata = {**record_metadata(doc), "teacher_usage": {"cached_tokens": cached, "retries": retries}}
+        if self.no_context_prompt:
+            metadata["no_context_answer"] = await self._answer_without_context(doc, question)
         answer_score, passed = score_answer(doc, answer)
         return Trajectory(
             document_id=doc.id, question=question, context=doc.context,
             chunk_ends=ends, rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
-            answer_passed=passed, answer_score=answer_score, source=doc.source,
-            metadata={**doc.metadata, "teacher_usage": {"cached_tokens": cached, "retries": retries}},
+            answer_passed=passed, answer_score=answer_score, source=doc.source, metadata=metadata,
         )
 
+    async def _answer_without_context(self, doc: Document, question: str) -> str:
+        """The teacher's answer to the question alone: a question it answers so does not test reading."""
+        messages = [{"role": "user", "content": self.no_context_prompt.format(question=question)},
+                    {"role": "assistant", "content": "Answer:"}]
+        out = await _complete_or_reject(self, doc, None, messages, self.config.max_answer_tokens, "answer")
+        return _clean_answer(out.text)
 
-async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index: int, messages: list[dict[str, str]],
-                              max_tokens: int, kind: ReplyKind) -> Completion:
+
+async def _complete_or_reject(teacher: "LLMTeacher", doc: Document, round_index: int | None,
+                              messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind,
+                              fixed: FixedParts | None = None) -> Completion:
     try:
-        return await teacher.complete(messages, max_tokens, kind)
+        return await teacher.complete(messages, max_tokens, kind, fixed)
     except RequestRejected as e:
         raise TeacherError(doc.id, round_index, f"the {teacher.name} backend rejected the request: {e}") from e
 

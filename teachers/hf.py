@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pipeline.stream import END, READ, STOP
-from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, chat_prompt
+from teachers.base import (
+    Completion, FixedParts, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, chat_prompt,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +99,9 @@ class TransformersTeacher(LLMTeacher):
     def sampling(self) -> dict[str, Any]:
         return dict(self.config.sampling)
 
-    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round",
+                       fixed: FixedParts | None = None) -> Completion:
+        """`fixed` is ignored: this backend has no structured output."""
         stops = (END,) if kind == "answer" else (READ, STOP)
         prompt = chat_prompt(self.tokenizer, messages)
         limit = getattr(self.model.config, "max_position_embeddings", None)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline.stream import END, READ, STOP
 from teachers.base import (
-    Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, TeacherUnavailable, answer_regex,
+    Completion, FixedParts, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, TeacherUnavailable, answer_regex,
     summary_regex,
 )
 
@@ -67,7 +67,8 @@ class OpenAIServerTeacher(LLMTeacher):
     def sampling(self) -> dict[str, Any]:
         return {**self.config.sampling, "structured_output": self.config.structured_output}
 
-    def request(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind) -> dict[str, Any]:
+    def request(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind,
+                fixed: FixedParts | None = None) -> dict[str, Any]:
         """The keyword arguments of one chat-completions call."""
         request: dict[str, Any] = dict(
             model=self.config.model, messages=messages, max_tokens=max_tokens,
@@ -80,16 +81,17 @@ class OpenAIServerTeacher(LLMTeacher):
                 skip_special_tokens=False, include_stop_str_in_output=kind != "answer",
             )
             if self.config.structured_output:
-                regex = (answer_regex(self.config.field_max_chars) if kind == "answer"
-                         else summary_regex(self.config.field_max_chars, final=kind == "final"))
+                regex = (answer_regex(self.config.field_max_chars, fixed) if kind == "answer"
+                         else summary_regex(self.config.field_max_chars, kind, fixed))
                 extra["structured_outputs"] = {"regex": regex}
             request["extra_body"] = extra
         return request
 
-    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round",
+                       fixed: FixedParts | None = None) -> Completion:
         import openai
 
-        request = self.request(messages, max_tokens, kind)
+        request = self.request(messages, max_tokens, kind, fixed)
         last_error: Exception | None = None
         for attempt in range(self.config.attempts):
             if attempt:

@@ -11,15 +11,17 @@ trained on short documents meets nothing new in long ones (with "Chunk 37" in th
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.chunking import ChunkPlan
-from pipeline.documents import Document
+from pipeline.documents import Document, sentence_around
 from pipeline.metrics import score_answer
 from pipeline.stream import READ, STOP, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
-from teachers.base import Teacher, TeacherError, check_plan, question_text
+from teachers.base import Teacher, TeacherError, check_plan, question_text, record_metadata
 
 NO_CLUES = "None yet."
 
@@ -44,6 +46,27 @@ def label(text: str, limit: int = 80) -> str:
     return repr(sentence if len(sentence) <= limit else sentence[: limit - 1] + "…")
 
 
+def evidence_from_answer(doc: Document) -> tuple[tuple[Evidence, ...], dict]:
+    """Evidence for a document that records none: the sentences where its answer occurs (whole words, the first
+    reference found, case-sensitive before case-insensitive), and a note of which occurrences were taken.
+    Empty when no reference answer occurs in the context."""
+    if doc.options:
+        return (), {}
+    for flags in (0, re.IGNORECASE):
+        for answer in doc.answers:
+            answer = answer.strip()
+            if not answer:
+                continue
+            pattern = re.compile(r"(?<!\w)" + re.escape(answer) + r"(?!\w)", flags)
+            occurrences = [(m.start(), m.end()) for m in pattern.finditer(doc.context)]
+            if occurrences:
+                sentences = sorted({sentence_around(doc.context, s, e) for s, e in occurrences}, key=lambda e: e.start)
+                note = {"method": "answer occurrences", "answer": answer, "case_sensitive": flags == 0,
+                        "occurrences": [list(o) for o in occurrences]}
+                return tuple(sentences), note
+    return (), {}
+
+
 class RuleTeacher(Teacher):
     name = "rules"
 
@@ -60,13 +83,19 @@ class RuleTeacher(Teacher):
 
     def read_now(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
         """`read` without the event loop, for callers that are not async."""
+        derived = {}
         if not doc.evidence:
-            raise TeacherError(
-                doc.id, None,
-                "field 'evidence' is empty, so the rule teacher cannot tell which chunk holds the answer. "
-                "Fix: give the document evidence spans (character offsets into the context) or read it with an "
-                "LLM teacher (backend 'vllm', 'openai' or 'transformers')",
-            )
+            evidence, note = evidence_from_answer(doc)
+            if not evidence:
+                raise TeacherError(
+                    doc.id, None,
+                    "field 'evidence' is empty and no reference answer occurs in the context, so the rule teacher "
+                    "cannot tell which chunk holds the answer. Fix: give the document evidence spans (character "
+                    "offsets into the context) or read it with an LLM teacher (backend 'vllm', 'openai' or "
+                    "'transformers')",
+                )
+            doc = replace(doc, evidence=evidence)
+            derived = {"evidence_from_answer": note}
         ends = check_plan(doc, plan, max_rounds)
         # Evidence counts as read in the chunk where it ends: only then has the reader seen all of it.
         found_in = [next(i for i, end in enumerate(ends) if e.end <= end) for e in doc.evidence]
@@ -105,5 +134,6 @@ class RuleTeacher(Teacher):
         return Trajectory(
             document_id=doc.id, question=question_text(doc), context=doc.context, chunk_ends=ends,
             rounds=tuple(rounds), answer=answer, references=doc.answers, teacher=self.identity(),
-            answer_passed=passed, answer_score=answer_score, source=doc.source, metadata=dict(doc.metadata),
+            answer_passed=passed, answer_score=answer_score, source=doc.source,
+            metadata={**record_metadata(doc), **derived},
         )

@@ -14,8 +14,8 @@ from typing import Any
 
 from pipeline.stream import END, READ, STOP
 from teachers.base import (
-    Completion, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, TeacherUnavailable, answer_regex, chat_prompt,
-    summary_regex,
+    Completion, FixedParts, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, TeacherUnavailable, answer_regex,
+    chat_prompt, summary_regex,
 )
 
 GIB = 1 << 30
@@ -124,14 +124,14 @@ class VLLMTeacher(LLMTeacher):
     def render_prompt(self, messages: list[dict[str, str]]) -> list[int]:
         return self.tokenizer(chat_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
 
-    def sampling_params(self, max_tokens: int, kind: ReplyKind):
+    def sampling_params(self, max_tokens: int, kind: ReplyKind, fixed: FixedParts | None = None):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         structured = None
         if self.config.structured_output:
-            regex = (answer_regex(self.config.field_max_chars) if kind == "answer"
-                     else summary_regex(self.config.field_max_chars, final=kind == "final"))
+            regex = (answer_regex(self.config.field_max_chars, fixed) if kind == "answer"
+                     else summary_regex(self.config.field_max_chars, kind, fixed))
             structured = StructuredOutputsParams(regex=regex)
         return SamplingParams(
             **self.config.sampling, max_tokens=max_tokens,
@@ -140,7 +140,8 @@ class VLLMTeacher(LLMTeacher):
             structured_outputs=structured,
         )
 
-    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round") -> Completion:
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round",
+                       fixed: FixedParts | None = None) -> Completion:
         engine = self._start()
         prompt_ids = self.render_prompt(messages)
         if len(prompt_ids) + max_tokens > self.config.max_model_len:
@@ -149,7 +150,7 @@ class VLLMTeacher(LLMTeacher):
                 f"max_model_len {self.config.max_model_len}. Fix: plan smaller chunks, use prompt_mode 'summary' "
                 "(stream mode grows with every round), or raise max_model_len"
             )
-        params = self.sampling_params(max_tokens, kind)
+        params = self.sampling_params(max_tokens, kind, fixed)
         from vllm.v1.engine.exceptions import EngineDeadError
 
         final = None

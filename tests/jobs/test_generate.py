@@ -18,6 +18,7 @@ from jobs.generate import GenerateError, generate
 from jobs.generate_config import config_from_dict, load_config
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
+from pipeline.verify import CHECKS
 from pipeline.trajectory import Trajectory
 
 NIAH = {"kind": "niah", "lengths": [300, 600], "depths": [0.0, 0.5, 1.0], "n_per_cell": 2}
@@ -145,7 +146,8 @@ def test_bad_input_documents_become_rejects_and_the_job_completes(ray_cluster, t
         json.dumps({**good, "id": "empty-context", "context": "  ", "evidence": []}),
         json.dumps({"id": "no-question", "context": "text", "answers": ["x"]}),
         json.dumps({**good, "question": "Which city is it? " * 40, "id": "long-question"}),
-        json.dumps({**good, "id": "no-evidence", "evidence": []}),
+        json.dumps({**good, "id": "no-evidence", "evidence": [], "answers": ["Marseille"]}),  # answer nowhere
+        json.dumps({**good, "id": "evidence-from-answer", "evidence": []}),  # "Paris" occurs: its sentence is evidence
         json.dumps(good),  # the same id again
     ]
     data = tmp_path / "docs.jsonl"
@@ -156,7 +158,9 @@ def test_bad_input_documents_become_rejects_and_the_job_completes(ray_cluster, t
     config["parts"][0]["chunking"] = {"low": 24, "high": 32}
     run_config(config, output)
 
-    assert [t.document_id for t in records(output)] == ["good"]
+    assert sorted(t.document_id for t in records(output)) == ["evidence-from-answer", "good"]
+    derived = next(t for t in records(output) if t.document_id == "evidence-from-answer")
+    assert derived.metadata["evidence_from_answer"]["answer"] == "Paris"
     rejects = rejects_by_id(output)
     assert set(rejects) == {"empty-context", "no-question", "record 4", "long-question", "no-evidence", "good"}
     expected = {  # id -> (stage, field, words of the reason)
@@ -256,6 +260,13 @@ def test_config_errors_name_the_setting_and_the_fix(tmp_path):
                                      "max_round": 3}]})
     with pytest.raises(ValueError, match="source kind 'web' is unknown"):
         config_from_dict(rules_config(sources=[{"kind": "web"}]))
+    with pytest.raises(ValueError, match=r"filter.checks: unknown check\(s\) \['vibes'\]. Fix: use only"):
+        config_from_dict(rules_config(filter={"checks": ["answer", "vibes"]}))
+    # The default checks leave the config hash of older corpora as it was; fewer checks change it.
+    assert config_from_dict(rules_config()).content_hash() == config_from_dict(
+        rules_config(filter={"checks": list(CHECKS)})).content_hash()
+    assert config_from_dict(rules_config()).content_hash() != config_from_dict(
+        rules_config(filter={"checks": ["answer"]})).content_hash()
     with pytest.raises(GenerateError, match="model folder /nonexistent/model does not exist"):
         config = rules_config()
         config["parts"][0]["teacher"] = {"backend": "vllm", "model": "/nonexistent/model"}

@@ -30,10 +30,12 @@ class ScriptedTeacher(LLMTeacher):
         super().__init__(config or LLMTeacherConfig())
         self.script, self.delay_s = script, delay_s
         self.calls: list[tuple[list[dict], int, str]] = []
+        self.fixed: list = []  # the fixed parts asked of each call
         self.in_flight = self.max_in_flight = 0
 
-    async def complete(self, messages, max_tokens, kind="round"):
+    async def complete(self, messages, max_tokens, kind="round", fixed=None):
         self.calls.append((messages, max_tokens, kind))
+        self.fixed.append(fixed)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         await asyncio.sleep(self.delay_s)
@@ -212,7 +214,7 @@ def test_a_plan_for_another_document_or_another_text_is_refused():
 
 def test_a_request_the_backend_rejects_rejects_its_document():
     class TooLong(ScriptedTeacher):
-        async def complete(self, messages, max_tokens, kind="round"):
+        async def complete(self, messages, max_tokens, kind="round", fixed=None):
             raise RequestRejected("the prompt has 9000 tokens, more than max_model_len 8192")
 
     doc, plan = document_of_chunks("doc-long", CHUNKS)
@@ -241,3 +243,72 @@ def test_identity_names_the_prompt_and_changes_with_it(tmp_path):
 def test_config_refuses_unknown_prompt_modes():
     with pytest.raises(ValueError, match="prompt_mode 'chat' is not one of"):
         LLMTeacherConfig(prompt_mode="chat")
+
+
+def test_the_hinted_teacher_is_told_where_the_evidence_is_and_stops_there():
+    from pipeline.documents import Evidence
+
+    doc, plan = document_of_chunks("doc-hint", CHUNKS)
+    start = doc.context.index("Paris is")
+    end = start + len("Paris is the capital of France.")
+    doc = doc.__class__(**{**doc.__dict__, "evidence": (Evidence(start, end, doc.context[start:end]),)})
+
+    def obedient(messages, kind):
+        if kind == "answer":
+            return " Paris<end>"
+        return summary("Paris is the capital." if kind == "final" else "None yet.", STOP if kind == "final" else READ)
+
+    hinted = ScriptedTeacher(obedient, LLMTeacherConfig(hint="evidence", no_context_check=True))
+    traj = run(hinted.read(doc, plan, max_rounds=10))
+    prompts = [messages[-1]["content"] for messages, _, kind in hinted.calls if kind != "answer"]
+    kinds = [kind for _, _, kind in hinted.calls]
+    # Chunk 1 holds nothing; chunk 2 completes the evidence: quoted, with the reference answer, and the last round.
+    assert "holds nothing that answers the question" in prompts[0] and "Paris" not in prompts[0].split("Hint")[1]
+    assert '"Paris is the capital of France."' in prompts[1] and 'reference answer is "Paris"' in prompts[1]
+    assert kinds[:2] == ["read", "final"] and [r.action for r in traj.rounds] == ["READ", "STOP"]
+    # The question asked alone, for the no-context check.
+    assert "without any document" in hinted.calls[-1][0][0]["content"] and traj.metadata["no_context_answer"] == "Paris"
+    assert traj.teacher["hint"] == "evidence" and len(traj.teacher["hint_sha256"]) == 64
+    assert "hint" not in ScriptedTeacher(obedient).identity()  # unhinted records keep their identity
+
+    bare, _ = document_of_chunks("doc-bare", CHUNKS)
+    with pytest.raises(TeacherError, match=r"doc-bare.*'evidence' is empty.*hinted teacher"):
+        run(hinted.read(bare, plan.__class__("doc-bare", plan.chunk_tokens, plan.chunk_ends), max_rounds=10))
+    with pytest.raises(ValueError, match=r"hint 'answers' is not one of"):
+        LLMTeacherConfig(hint="answers")
+
+
+def test_a_hinted_teacher_with_structured_output_fixes_what_the_hint_settles():
+    import dataclasses
+    import re
+
+    from pipeline.documents import Evidence
+    from teachers.base import FixedParts, answer_regex, summary_regex
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class StructuredConfig(LLMTeacherConfig):
+        structured_output: bool = True
+
+    doc, plan = document_of_chunks("doc-fixed", CHUNKS)
+    start = doc.context.index("Paris is")
+    doc = dataclasses.replace(doc, evidence=(Evidence(start, start + 8, "Paris is"),))
+    teacher = ScriptedTeacher(lambda m, kind: " Paris<end>" if kind == "answer" else summary(
+        "x", STOP if kind == "final" else READ), StructuredConfig(hint="evidence"))
+    run(teacher.read(doc, plan, max_rounds=10))
+    nothing, complete, answer = teacher.fixed
+    assert nothing == FixedParts(target=doc.question, clues="None yet.", reason_prefix="This chunk ", answer="Paris")
+    # The chunk with the evidence: the clues so far ("x", as this scripted model wrote them), then the new clue's
+    # opening (the evidence's first words); the model writes the rest.
+    assert complete.clues is None and complete.clues_prefix == "x Paris is "
+    assert complete.reason_prefix == "With this chunk, "
+    assert teacher.identity()["hint_fixed"] == ["target", "clues_without_evidence", "clue_opening", "reason_opening",
+                                                "answer", "action"]
+    final = summary_regex(300, "final", complete)
+    assert re.fullmatch(final, f"Target: {doc.question}\nClues: x Paris is the capital.\nReason: With this chunk, done.\n{STOP}")
+    assert not re.fullmatch(final, f"Target: {doc.question}\nClues: None yet.\nReason: With this chunk, done.\n{STOP}")
+    # The regexes a backend decodes with: fixed parts as written, the rest free, the action the hint's.
+    regex = summary_regex(300, "read", nothing)
+    assert re.fullmatch(regex, f"Target: {doc.question}\nClues: None yet.\nReason: This chunk is idle.\n{READ}")
+    assert not re.fullmatch(regex, f"Target: capital?\nClues: None yet.\nReason: This chunk is idle.\n{READ}")
+    assert not re.fullmatch(regex, f"Target: {doc.question}\nClues: None yet.\nReason: This chunk is.\n{STOP}")
+    assert re.fullmatch(answer_regex(300, answer), " Paris") and not re.fullmatch(answer_regex(300, answer), " Lyon")

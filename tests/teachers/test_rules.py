@@ -96,10 +96,38 @@ def test_the_rules_are_deterministic_and_say_who_wrote_the_record():
     assert type(a).from_record(a.to_record()) == a
 
 
-def test_a_document_without_evidence_names_the_field_and_the_fix():
+def test_a_document_without_evidence_whose_answer_is_nowhere_names_the_field_and_the_fix():
     doc, plan = document_of_chunks("doc-no-evidence", ["Some text. ", "More text. "])
-    with pytest.raises(TeacherError, match=r"doc-no-evidence.*field 'evidence' is empty.*LLM teacher"):
+    with pytest.raises(TeacherError, match=r"doc-no-evidence.*field 'evidence' is empty and no reference answer "
+                       r"occurs.*LLM teacher"):
         RuleTeacher().read_now(doc, plan, max_rounds=10)
+
+
+def test_a_needle_document_without_evidence_takes_the_answer_sentence_as_evidence():
+    (doc,) = niah_documents([1500], [0.6], seed=3)
+    bare = dataclasses.replace(doc, evidence=())
+    plan = plan_chunks(doc, 128, 256, seed=0, counter=WordEstimate())
+    with_evidence = RuleTeacher().read_now(doc, plan, max_rounds=64)
+    derived = RuleTeacher().read_now(bare, plan, max_rounds=64)
+    # The needle sentence is the answer's sentence: the same rounds as with the recorded evidence.
+    assert [r.summary for r in derived.rounds] == [r.summary for r in with_evidence.rounds]
+    note = derived.metadata["evidence_from_answer"]
+    value = doc.answers[0]
+    assert note["answer"] == value and note["occurrences"] == [[doc.context.index(value),
+                                                                doc.context.index(value) + len(value)]]
+    assert "evidence_from_answer" not in with_evidence.metadata
+    assert derived.metadata["evidence_spans"] == [[doc.evidence[0].start, doc.evidence[0].end]]
+
+
+def test_evidence_from_answer_takes_every_occurrence_as_a_whole_word():
+    chunks = ["Paris is a city. Parisian food is good. ", "Nothing here. ", "Most French people love Paris? Yes. "]
+    doc, plan = document_of_chunks("doc-paris", chunks)
+    traj = RuleTeacher().read_now(doc, plan, max_rounds=10)
+    assert [r.action for r in traj.rounds] == ["READ", "READ", "STOP"]
+    second = doc.context.index("love Paris") + len("love ")
+    assert traj.metadata["evidence_from_answer"]["occurrences"] == [[0, 5], [second, second + 5]]
+    assert "(1) Paris is a city." in traj.rounds[0].summary.clues
+    assert "(2) Most French people love Paris?" in traj.rounds[2].summary.clues
 
 
 def test_evidence_past_the_round_cap_is_refused_rather_than_answered_unseen():
