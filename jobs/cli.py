@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "jobs.evaluate",
     "publish": "jobs.publish",
     "demo": "jobs.demo",
+    "upgrade-student": "jobs.upgrade",
 }
 
 

@@ -292,8 +292,9 @@ def load_reader(folder: Path) -> Reader:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import students  # noqa: F401  (registers the student classes with AutoModelForCausalLM)
+    import students  # noqa: F401  (registers the GLA student classes with AutoModelForCausalLM)
     from pipeline.stream import SPECIAL_TOKENS
+    from students.swa import window_of
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -303,7 +304,7 @@ def load_reader(folder: Path) -> Reader:
     vocab = tokenizer.get_vocab()
     return Reader(
         name=folder.name if folder.name not in ("export", "") else folder.parent.name, model=model,
-        tokenizer=tokenizer, window=getattr(model.config, "window", None),
+        tokenizer=tokenizer, window=window_of(model.config),
         knows_stream=all(t in vocab for t in SPECIAL_TOKENS),
     )
 
