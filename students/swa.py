@@ -73,9 +73,10 @@ def sliding_window_kernel_attention(
 
     Whole rows (training, a first prefill) go to the kernel, one document at a time when the row is packed (the
     documents come from `cu_seq_lens_q` or from position_ids restarting at 0). A query block that continues a cache
-    comes with the mask `_swa_mask` made for it and is computed by SDPA.
+    (more keys than queries) is computed by SDPA, with the mask `_swa_mask` made for it (None where SDPA's own
+    causal rule is enough, as for one new token).
     """
-    if attention_mask is not None:
+    if attention_mask is not None or key.shape[2] != query.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     if dropout:
