@@ -52,6 +52,7 @@ class ReadingResult:
     tokens_generated: int = 0  # tokens the model wrote: summaries, actions, answer
     stream_ids: list[int] = field(default_factory=list)  # every token fed, in order: the stream as the model saw it
     written_by_model: list[bool] = field(default_factory=list)  # per stream_ids: chosen by the model, not the reader
+    tokens_prefilled: int = 0  # vLLM reader only: prompt tokens the engine computed, not served from its prefix cache
 
     @property
     def cache_bytes(self) -> list[int]:
