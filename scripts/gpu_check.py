@@ -133,7 +133,7 @@ def versus_sdpa() -> None:
             with torch.no_grad():
                 want = sdpa(mask).transpose(1, 2)
                 diff = check(f"swa vs sdpa T={T}", sliding_window_attention(q, k, v, window), want, torch.bfloat16)
-            del mask
+            mask = None  # free the T x T mask before the next length
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
         flash_ms = f"{timed(lambda: sdpa(None).sum().backward()):.1f}"

@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from jobs.cli import main as cli_main
 from students.checkpoint import ExportInfo, export_hf
 from students.convert import convert_to_sliding_window
-from jobs.cli import main as cli_main
 from students.reading import smooth_read
 from students.swa import upgrade_legacy_export
 
