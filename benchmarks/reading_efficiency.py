@@ -193,14 +193,15 @@ def run_all(config: BenchConfig, out_dir: Path) -> list[dict]:
         build(folder, config)
         for length in config.lengths:
             for reader in config.readers:
+                result = folder / "result.json"
                 cmd = [sys.executable, __file__, "--measure", reader, str(length), "--folder", str(folder),
-                       "--config-json", json.dumps(asdict(config))]
+                       "--config-json", json.dumps(asdict(config)), "--result", str(result)]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{reader} at {length}: failed\n{done.stderr[-3000:]}", flush=True)
                     rows.append({"reader": reader, "length": length, "error": done.stderr.strip().splitlines()[-1]})
                     continue
-                row = json.loads(done.stdout.strip().splitlines()[-1])
+                row = json.loads(result.read_text())
                 rows.append(row)
                 print(f"{reader:>22} {length:>6}: {row['seconds_per_document']:.1f} s/doc, "
                       f"{row['documents_per_second']:.4f} doc/s, peak {row['peak_bytes'] / 2**20:.0f} MiB", flush=True)
@@ -262,10 +263,11 @@ def main() -> None:
     parser.add_argument("--measure", nargs=2, metavar=("READER", "LENGTH"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         config = BenchConfig(**json.loads(args.config_json))
-        print(json.dumps(measure(args.folder, config, args.measure[0], int(args.measure[1]))))
+        args.result.write_text(json.dumps(measure(args.folder, config, args.measure[0], int(args.measure[1]))))
         return
     config = BenchConfig(
         lengths=args.lengths, parent=args.parent, window=args.window, chunk_tokens=args.chunk_tokens,
