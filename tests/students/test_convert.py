@@ -54,6 +54,22 @@ def test_sliding_window_conversion_keeps_qwen2_biases():
         torch.testing.assert_close(student(ids).logits, qwen(ids).logits, atol=1e-5, rtol=1e-4)
 
 
+def test_a_mistral_source_keeps_its_class_and_takes_the_new_window():
+    from transformers import MistralConfig
+
+    torch.manual_seed(0)
+    mistral = MistralForCausalLM(
+        MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, sliding_window=None)
+    ).eval()
+    student = convert_to_sliding_window(mistral, window=8)
+    assert type(student) is MistralForCausalLM and window_of(student.config) == 8
+    ids = token_ids(64, 20, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(student(ids[:, :8]).logits, mistral(ids[:, :8]).logits, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(student(ids).logits[0, -1], mistral(ids).logits[0, -1], atol=1e-4)
+
+
 def test_gla_student_reuses_the_attention_weights_that_fit(tiny_llama_dir):
     llama = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     student = convert_to_gla(llama)
