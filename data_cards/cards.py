@@ -55,7 +55,7 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
         dataset_link=f"https://huggingface.co/datasets/{dataset_id}" if dataset_id and "/" in dataset_id else dataset_id,
         evaluation_rows=evaluation or [],
         load_path=load_path,
-        stock=bool(window),
+        stock=bool(window) and config.get("model_type") != "smooth_reading_swa",
         architecture=(config.get("architectures") or ["?"])[0],
         training_section=_demote_headings(run_card.text.strip()) if run_card is not None else "",
     )
