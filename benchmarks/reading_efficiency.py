@@ -1,20 +1,25 @@
-"""Time and peak memory of Smooth Reading (EMR, sliding-window student) against one-round self-attention reading.
+"""Reading efficiency: Smooth Reading (EMR) by a sliding-window student against its parent's one-round reading.
 
-Both readers are built from one config (hidden size, layers, heads, vocabulary): the student is
-`SlidingWindowForCausalLM` with window W, read chunk by chunk with `students.reading.smooth_read` (chunks of
-W/2 tokens, each followed by a summary of `--summary-tokens`); the reference is `LlamaForCausalLM` of the same size,
-read with `one_round_read` (the whole context in one prefill, one summary, the answer). Weights are random: speed and
-memory do not depend on them, and every summary is made to run to its full length so both readers generate a known
-number of tokens.
+The parent is a self-attention checkpoint (default: SmolLM2-135M-Instruct, prepared by `smooth-reading
+prepare-teacher`); the student is the same network converted to sliding-window attention (`--window`, a stock
+Mistral). Both get the stream tokens. Four readers, each at every length:
 
-Each (reader, length) is measured in a fresh subprocess so that peak memory is its own: on CUDA the allocator's
-peak, on CPU the growth of the process's peak resident set over its size before reading. The cache each reader
-holds at the end (ring buffer vs growing KV cache) is reported exactly.
+  emr/transformers        student, `students.reading.smooth_read`, one document at a time (batch 1)
+  emr/vllm                student, `students.reading_vllm.smooth_read_batch`, `--docs` documents batched
+  one-round/transformers  parent, `one_round_read`: the whole context in one prefill, one summary, the answer
+  one-round/vllm          parent, `smooth_read_batch` with the whole context as the one chunk, batched
 
-    python benchmarks/reading_efficiency.py --lengths 4096 8192 16384 --window 1024      # a CPU run
-    python benchmarks/reading_efficiency.py                                              # 4k ... 64k, W = 4096
+Reported per (reader, length): latency (wall time until every document of the run is answered), seconds per
+document and documents per second (throughput), peak memory and tokens generated. The weights are real but the student is untrained: its
+summaries run to `--summary-tokens` (the stream markers are new tokens it never picks), so every reader writes a known
+number of tokens. Each measurement runs in a fresh subprocess: on CPU the peak is the growth of the peak resident set
+of the process (transformers) or the summed peak resident sets of vLLM's engine processes, on CUDA the allocator's
+peak (transformers).
+vLLM engine start-up is timed apart and not counted.
 
-Writes benchmarks/results/reading_efficiency.{json,md,png}.
+    python benchmarks/reading_efficiency.py --lengths 8192 16384 32768       # SmolLM2 parent, window 512
+
+Writes benchmarks/results/reading_efficiency.{json,md}.
 """
 
 from __future__ import annotations
@@ -27,28 +32,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DEFAULT_LENGTHS = [4096, 8192, 16384, 32768, 65536]
+READERS = ("emr/transformers", "emr/vllm", "one-round/transformers", "one-round/vllm")
+QUESTION = "What is the special magic number mentioned in the text?"
 
 
 @dataclass
 class BenchConfig:
-    lengths: list[int]
-    window: int = 4096
+    lengths: list[int] = field(default_factory=lambda: [8192, 16384, 32768])
+    parent: str = ""  # a Llama / Mistral / Qwen2 folder; "" = the prepared SmolLM2-135M-Instruct
+    window: int = 512
     chunk_tokens: int = 0  # 0: window // 2
-    hidden_size: int = 256
-    layers: int = 4
-    heads: int = 4
-    kv_heads: int = 2
-    summary_tokens: int = 32
+    summary_tokens: int = 24
     answer_tokens: int = 8
-    device: str = "cpu"
-    dtype: str = "float32"
+    docs: int = 8  # documents per batched (vLLM) measurement; batch-1 readers read one
+    dtype: str = "bfloat16"
+    kv_cache_gb: float = 4.0
+    readers: list[str] = field(default_factory=lambda: list(READERS))
 
     @property
     def chunk(self) -> int:
@@ -56,94 +61,124 @@ class BenchConfig:
 
 
 def haystack_text() -> str:
-    """Real prose to read: the shipped HotpotQA paragraphs, joined."""
     questions = json.loads((REPO / "pipeline" / "data" / "hotpotqa_distractor_dev100.json").read_text())
     paragraphs = []
     for q in questions:
-        paragraphs.append("".join(q["para_a"]))
-        paragraphs.append("".join(q["para_b"]))
-        paragraphs.extend("".join(sentences) for _title, sentences, *_ in q["distractors"])
+        paragraphs += ["".join(q["para_a"]), "".join(q["para_b"])]
+        paragraphs += ["".join(sentences) for _title, sentences, *_ in q["distractors"]]
     return "\n\n".join(paragraphs)
 
 
 def build(folder: Path, config: BenchConfig) -> None:
-    """Tokenizer, student and same-size Llama, saved once so that every measurement reads the same weights."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from students import SlidingWindowConfig, SlidingWindowForCausalLM
-    from students.tokenizer import train_stream_tokenizer
-
-    text = haystack_text()
-    tokenizer = train_stream_tokenizer(text.split("\n\n"), vocab_size=2048)
-    shape = dict(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=4 * config.hidden_size,
-        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
-        head_dim=config.hidden_size // config.heads, max_position_embeddings=2 * max(config.lengths),
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    SlidingWindowForCausalLM(SlidingWindowConfig(window=config.window, **shape)).save_pretrained(folder / "student")
-    LlamaForCausalLM(LlamaConfig(**shape)).save_pretrained(folder / "llama")
-    tokenizer.save_pretrained(folder / "tokenizer")
-    (folder / "haystack.txt").write_text(text)
-
-
-def context_ids(tokenizer, text: str, length: int) -> list[int]:
-    """`length` tokens of the haystack (repeated as needed)."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids = (ids * (length // len(ids) + 1))[:length]
-    return ids
-
-
-def measure(folder: Path, config: BenchConfig, reader: str, length: int) -> dict:
-    """One reading in this process: wall time, peak memory growth, cache size, tokens."""
+    """The parent with the stream tokens, its sliding-window student, both saved with the shared tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import students  # noqa: F401  (registers the student classes with AutoModelForCausalLM)
-    from students.reading import one_round_read, smooth_read
+    from jobs.teacher_models import is_prepared, smollm2_dir
+    from students.convert import convert_to_sliding_window
+    from students.tokenizer import add_stream_tokens
 
-    device, dtype = torch.device(config.device), getattr(torch, config.dtype)
-    tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-    model = AutoModelForCausalLM.from_pretrained(folder / ("student" if reader == "emr" else "llama"), dtype=dtype)
-    model.to(device).eval()
-    # Random weights would sometimes pick an action token; forbidding the markers makes every summary run its full
-    # length and the answer its full length, so both readers generate a fixed, known number of tokens.
-    forbidden = [tokenizer.convert_tokens_to_ids(t) for t in ("<READ>", "<STOP>", "<end>")]
-    forbidden = torch.tensor(forbidden, device=device)
-    model.lm_head.register_forward_hook(lambda _module, _inputs, logits: logits.index_fill(-1, forbidden, -1e4))
+    source = Path(config.parent) if config.parent else smollm2_dir()
+    if not config.parent and not is_prepared(source):
+        raise SystemExit(f"{source} is not prepared: run `smooth-reading prepare-teacher` first")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    add_stream_tokens(tokenizer)
+    parent = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)
+    parent.resize_token_embeddings(len(tokenizer))
+    student = convert_to_sliding_window(parent, config.window)
+    for name, model in (("parent", parent), ("student", student)):
+        model.save_pretrained(folder / name)
+        tokenizer.save_pretrained(folder / name)
+    (folder / "haystack.txt").write_text(haystack_text())
 
-    ids = context_ids(tokenizer, (folder / "haystack.txt").read_text(), length)
-    question = "What is the special magic number mentioned in the text?"
-    # Chunks cut on token boundaries so that every chunk is exactly `chunk` tokens; decoding then re-encoding can
-    # shift a token or two, which the counts below record.
-    chunks = [tokenizer.decode(ids[s : s + config.chunk]) for s in range(0, len(ids), config.chunk)]
-    context = tokenizer.decode(ids)
 
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
+def documents(tokenizer, text: str, length: int, count: int, chunk: int) -> list[tuple[list[str], str]]:
+    """`count` contexts of `length` tokens starting at different places of the haystack: (chunks, whole context)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = ids * (length * (count + 1) // len(ids) + 2)
+    docs = []
+    for d in range(count):
+        piece = ids[d * 997 : d * 997 + length]
+        docs.append(([tokenizer.decode(piece[s : s + chunk]) for s in range(0, length, chunk)], tokenizer.decode(piece)))
+    return docs
+
+
+def measure(folder: Path, config: BenchConfig, reader: str, length: int) -> dict:
+    """One reader at one length, in this process."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    mode, engine = reader.split("/")
+    model_dir = folder / ("student" if mode == "emr" else "parent")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    count = config.docs if engine == "vllm" else 1
+    docs = documents(tokenizer, (folder / "haystack.txt").read_text(), length, count, config.chunk)
+    work = [(QUESTION, chunks if mode == "emr" else [context]) for chunks, context in docs]
+    cuda = torch.cuda.is_available()
+    startup = 0.0
+    if engine == "vllm":
+        from students.reading_vllm import smooth_read_batch, vllm_engine
+
+        begin = time.perf_counter()
+        llm = vllm_engine(str(model_dir), dtype=config.dtype, kv_cache_gb=config.kv_cache_gb)
+        startup = time.perf_counter() - begin
         base = _rss_bytes()
-    start = time.perf_counter()
-    if reader == "emr":
-        result = smooth_read(model, tokenizer, question, chunks, config.summary_tokens, config.answer_tokens)
+        start = time.perf_counter()
+        results = smooth_read_batch(llm, tokenizer, work, config.summary_tokens, config.answer_tokens)
     else:
-        result = one_round_read(model, tokenizer, question, context, config.summary_tokens, config.answer_tokens)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        from students.reading import smooth_read
+
+        device = torch.device("cuda" if cuda else "cpu")
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, config.dtype)).to(device).eval()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() if cuda else _rss_bytes()
+        start = time.perf_counter()
+        results = [smooth_read(model, tokenizer, q, chunks, config.summary_tokens, config.answer_tokens)
+                   for q, chunks in work]
+        if cuda:
+            torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    if device.type == "cuda":
+    if engine == "transformers" and cuda:
         peak = torch.cuda.max_memory_allocated() - base
-    else:
+    elif engine == "transformers":
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    else:  # the engine lives in child processes: their peaks (weights and reserved KV cache included), summed
+        peak = sum(_peak_rss(pid) for pid in _descendants(os.getpid()))
     return {
-        "reader": reader, "length": length, "seconds": seconds, "peak_bytes": max(0, peak),
-        "cache_bytes": result.rounds[-1].cache_bytes, "rounds": len(result.rounds),
-        "tokens_fed": result.tokens_fed, "tokens_generated": result.tokens_generated,
+        "reader": reader, "length": length, "documents": count, "seconds": seconds, "startup_seconds": startup,
+        "seconds_per_document": seconds / count, "documents_per_second": count / seconds, "peak_bytes": max(0, peak),
+        "rounds": sum(len(r.rounds) for r in results) / count,
+        "tokens_generated": sum(r.tokens_generated for r in results) / count,
+        "tokens_prefilled": sum(r.tokens_prefilled for r in results) / count,
+        "stream_tokens": sum(len(r.stream_ids) for r in results) / count,
     }
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _peak_rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def _rss_bytes() -> int:
@@ -157,116 +192,94 @@ def run_all(config: BenchConfig, out_dir: Path) -> list[dict]:
         folder = Path(tmp)
         build(folder, config)
         for length in config.lengths:
-            pair = {}
-            for reader in ("emr", "one-round"):
+            for reader in config.readers:
+                result = folder / "result.json"
                 cmd = [sys.executable, __file__, "--measure", reader, str(length), "--folder", str(folder),
-                       "--config-json", json.dumps(asdict(config))]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                pair[reader] = json.loads(out.strip().splitlines()[-1])
-                print(f"{reader:>9} {length:>6} tokens: {pair[reader]['seconds']:.2f} s, "
-                      f"peak +{pair[reader]['peak_bytes'] / 2**20:.1f} MiB", flush=True)
-            emr, one = pair["emr"], pair["one-round"]
-            rows.append({
-                "length": length, "window": config.window, "chunk_tokens": config.chunk,
-                "emr_seconds": round(emr["seconds"], 3), "one_round_seconds": round(one["seconds"], 3),
-                "speedup": round(one["seconds"] / emr["seconds"], 3),
-                "emr_peak_mib": round(emr["peak_bytes"] / 2**20, 2),
-                "one_round_peak_mib": round(one["peak_bytes"] / 2**20, 2),
-                "memory_ratio": round(one["peak_bytes"] / emr["peak_bytes"], 3) if emr["peak_bytes"] else None,
-                "emr_cache_mib": round(emr["cache_bytes"] / 2**20, 3),
-                "one_round_cache_mib": round(one["cache_bytes"] / 2**20, 3),
-                "cache_ratio": round(one["cache_bytes"] / emr["cache_bytes"], 3),
-                "emr_rounds": emr["rounds"], "emr_tokens_generated": emr["tokens_generated"],
-                "one_round_tokens_generated": one["tokens_generated"],
-            })
+                       "--config-json", json.dumps(asdict(config)), "--result", str(result)]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"{reader} at {length}: failed\n{done.stderr[-3000:]}", flush=True)
+                    rows.append({"reader": reader, "length": length, "error": done.stderr.strip().splitlines()[-1]})
+                    continue
+                row = json.loads(result.read_text())
+                rows.append(row)
+                print(f"{reader:>22} {length:>6}: {row['seconds_per_document']:.1f} s/doc, "
+                      f"{row['documents_per_second']:.4f} doc/s, peak {row['peak_bytes'] / 2**20:.0f} MiB", flush=True)
+                write(rows, config, out_dir)
     write(rows, config, out_dir)
     return rows
 
 
 def write(rows: list[dict], config: BenchConfig, out_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "reading_efficiency.json").write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
     lines = [
-        f"# Reading efficiency: EMR (SWA student, W={config.window}, chunks of {config.chunk}) vs one-round "
-        f"self-attention (Llama), same size (hidden {config.hidden_size}, {config.layers} layers), {config.device}",
+        f"# Reading efficiency: EMR by the SWA student (W={config.window}, chunks of {config.chunk}) vs the parent's "
+        f"one-round reading ({config.parent or 'SmolLM2-135M-Instruct'}, {config.dtype})",
         "",
-        "| length | EMR s | one-round s | speed-up (one-round / EMR) | EMR peak MiB | one-round peak MiB | "
-        "memory ratio | EMR cache MiB | one-round cache MiB | cache ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| length | reader | documents | latency s | s / document | documents / s | peak MiB | rounds | "
+        "tokens generated | tokens prefilled | engine start s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['length']} | {r['reader']} | failed: {r['error'][:80]} | | | | | | | | |")
+            continue
+        prefilled = f"{r['tokens_prefilled']:.0f}" if r["reader"].endswith("vllm") else "each once"
         lines.append(
-            f"| {r['length']} | {r['emr_seconds']:.2f} | {r['one_round_seconds']:.2f} | {r['speedup']:.2f}x | "
-            f"{r['emr_peak_mib']:.1f} | {r['one_round_peak_mib']:.1f} | "
-            f"{r['memory_ratio'] if r['memory_ratio'] is not None else '-'}x | {r['emr_cache_mib']:.2f} | "
-            f"{r['one_round_cache_mib']:.2f} | {r['cache_ratio']:.2f}x |"
+            f"| {r['length']} | {r['reader']} | {r['documents']} | {r['seconds']:.1f} | {r['seconds_per_document']:.2f} "
+            f"| {r['documents_per_second']:.4f} | {r['peak_bytes'] / 2**20:.0f} | {r['rounds']:.0f} | "
+            f"{r['tokens_generated']:.0f} | {prefilled} | {r['startup_seconds']:.0f} |"
         )
-    lines += ["", f"Summaries of {config.summary_tokens} tokens per round, answers of {config.answer_tokens} tokens; "
-              "EMR writes one summary per chunk, one-round writes one in all. Peak = growth over the size before "
-              "reading (CUDA allocator peak on GPU, peak resident set on CPU)."]
+    lines += ["", "Latency: wall time until every document of the run has its answer (one document for the batch-1 "
+              "readers, the whole batch for vLLM). Goals (best engine of each side): EMR throughput >= 2x the "
+              "parent's one-round throughput; EMR latency <= the parent's.", "",
+              "| length | EMR doc/s / one-round doc/s | EMR latency / one-round latency |", "|---:|---:|---:|"]
+    for length in config.lengths:
+        got = {r["reader"]: r for r in rows if r["length"] == length and "error" not in r}
+        emr = [r for k, r in got.items() if k.startswith("emr/")]
+        one = [r for k, r in got.items() if k.startswith("one-round/")]
+        if emr and one:
+            throughput = max(r["documents_per_second"] for r in emr) / max(r["documents_per_second"] for r in one)
+            latency = min(r["seconds"] for r in emr) / min(r["seconds"] for r in one)
+            lines.append(f"| {length} | {throughput:.2f}x | {latency:.2f}x |")
+    lines += ["", "Peak: transformers on CPU = growth of the measuring process's peak resident set while reading; vLLM = "
+              "the summed peak resident sets of the engine's processes (weights and the reserved KV cache included); "
+              "transformers on CUDA = allocator peak."]
     (out_dir / "reading_efficiency.md").write_text("\n".join(lines) + "\n")
-
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    lengths = [r["length"] for r in rows]
-    ax_t.plot(lengths, [r["emr_seconds"] for r in rows], marker="o", label="EMR (SWA student)")
-    ax_t.plot(lengths, [r["one_round_seconds"] for r in rows], marker="o", label="one-round (Llama)")
-    ax_t.set_ylabel("seconds")
-    ax_m.plot(lengths, [r["emr_peak_mib"] for r in rows], marker="o", label="EMR peak")
-    ax_m.plot(lengths, [r["one_round_peak_mib"] for r in rows], marker="o", label="one-round peak")
-    ax_m.plot(lengths, [r["emr_cache_mib"] for r in rows], linestyle="--", label="EMR cache")
-    ax_m.plot(lengths, [r["one_round_cache_mib"] for r in rows], linestyle="--", label="one-round cache")
-    ax_m.set_ylabel("MiB")
-    for ax in (ax_t, ax_m):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("context length (tokens)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "reading_efficiency.png", dpi=120)
-    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=DEFAULT_LENGTHS)
-    parser.add_argument("--window", type=int, default=4096)
+    defaults = BenchConfig()
+    parser.add_argument("--lengths", type=int, nargs="+", default=defaults.lengths)
+    parser.add_argument("--parent", default="", help="self-attention folder (default: the prepared SmolLM2)")
+    parser.add_argument("--window", type=int, default=defaults.window)
     parser.add_argument("--chunk-tokens", type=int, default=0)
-    parser.add_argument("--hidden-size", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--summary-tokens", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--summary-tokens", type=int, default=defaults.summary_tokens)
+    parser.add_argument("--docs", type=int, default=defaults.docs, help="documents per batched (vLLM) measurement")
+    parser.add_argument("--dtype", default=defaults.dtype, choices=["float32", "bfloat16"])
+    parser.add_argument("--kv-cache-gb", type=float, default=defaults.kv_cache_gb)
+    parser.add_argument("--readers", nargs="+", default=list(READERS), choices=READERS)
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--measure", nargs=2, metavar=("READER", "LENGTH"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         config = BenchConfig(**json.loads(args.config_json))
-        print(json.dumps(measure(args.folder, config, args.measure[0], int(args.measure[1]))))
+        args.result.write_text(json.dumps(measure(args.folder, config, args.measure[0], int(args.measure[1]))))
         return
     config = BenchConfig(
-        lengths=args.lengths, window=args.window, chunk_tokens=args.chunk_tokens, hidden_size=args.hidden_size,
-        layers=args.layers, summary_tokens=args.summary_tokens, device=args.device, dtype=args.dtype,
+        lengths=args.lengths, parent=args.parent, window=args.window, chunk_tokens=args.chunk_tokens,
+        summary_tokens=args.summary_tokens, docs=args.docs, dtype=args.dtype, kv_cache_gb=args.kv_cache_gb,
+        readers=args.readers,
     )
     if config.chunk > config.window // 2:
         parser.error(f"--chunk-tokens {config.chunk} is above half the window ({config.window // 2})")
     run_all(config, args.output)
     print((args.output / "reading_efficiency.md").read_text())
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
 
 
 if __name__ == "__main__":

@@ -41,9 +41,9 @@ class BenchConfig:
 
 def build_models(config: BenchConfig, length: int):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    from students.swa import SlidingWindowConfig, SlidingWindowForCausalLM
+    from students.swa import sliding_window_config, use_sliding_window_kernel
 
     shape = dict(
         vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=4 * config.hidden_size,
@@ -51,7 +51,9 @@ def build_models(config: BenchConfig, length: int):
         head_dim=config.hidden_size // config.heads, max_position_embeddings=max(length, 4096),
     )
     torch.manual_seed(0)
-    student = SlidingWindowForCausalLM(SlidingWindowConfig(window=config.window, **shape))
+    student = AutoModelForCausalLM.from_config(sliding_window_config(config.window, **shape))
+    if torch.cuda.is_available():  # as the training job does: the Triton kernel through AttentionInterface
+        use_sliding_window_kernel(student)
     torch.manual_seed(0)
     llama = LlamaForCausalLM(LlamaConfig(**shape))
     return {"swa": student, "llama": llama}

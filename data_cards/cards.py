@@ -44,7 +44,7 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
     metadata["model_name"] = load_path.rstrip("/").split("/")[-1]
     card_data = ModelCardData(**metadata)
 
-    window = config.get("window")
+    window = config_window(config)
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATES / "model_card.md"),
@@ -55,21 +55,36 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
         dataset_link=f"https://huggingface.co/datasets/{dataset_id}" if dataset_id and "/" in dataset_id else dataset_id,
         evaluation_rows=evaluation or [],
         load_path=load_path,
+        stock=bool(window) and config.get("model_type") != "smooth_reading_swa",
+        architecture=(config.get("architectures") or ["?"])[0],
         training_section=_demote_headings(run_card.text.strip()) if run_card is not None else "",
     )
 
 
+def config_window(config: dict[str, Any]) -> int | None:
+    """The window of a sliding-window student's config.json: a stock Mistral / Qwen2 whose every layer is
+    sliding-window (or a legacy `smooth_reading_swa` export); None for any other model."""
+    if config.get("model_type") == "smooth_reading_swa":
+        return config.get("window")
+    layer_types = config.get("layer_types") or ["sliding_attention"]
+    if config.get("sliding_window") and all(t == "sliding_attention" for t in layer_types):
+        return int(config["sliding_window"])
+    return None
+
+
 def _model_rows(config: dict[str, Any], model_dir: Path) -> list[tuple[str, Any]]:
-    kind = {
-        "smooth_reading_swa": "sliding-window attention (constant-size ring-buffer KV cache)",
-        "smooth_reading_gla": "gated linear attention (constant-size recurrent state)",
-    }.get(config.get("model_type", ""), config.get("model_type", "?"))
+    window = config_window(config)
+    if window:
+        kind = "sliding-window attention in every layer (stock architecture; constant-size KV cache)"
+    else:
+        kind = {"smooth_reading_gla": "gated linear attention (constant-size recurrent state)"}.get(
+            config.get("model_type", ""), config.get("model_type", "?"))
     rows: list[tuple[str, Any]] = [
         ("architecture", f"`{(config.get('architectures') or ['?'])[0]}`: {kind}"),
         ("parameters", f"{count_parameters(model_dir):,}"),
     ]
-    if config.get("window"):
-        rows.append(("window", f"{config['window']} tokens (chunks of at most {config['window'] // 2})"))
+    if window:
+        rows.append(("window", f"{window} tokens (chunks of at most {window // 2})"))
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads", "head_dim", "vocab_size"):
         if key in config:

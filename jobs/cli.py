@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "jobs.evaluate",
     "publish": "jobs.publish",
     "demo": "jobs.demo",
+    "upgrade-student": "jobs.upgrade",
 }
 
 

@@ -69,6 +69,7 @@ class EvalConfig:
     max_summary_tokens: int = 128  # per summary; a summary that runs longer is closed by the reader
     seed: int = 1  # NIAH / long-HotpotQA documents; not the generate job's default seed (0), so needles differ
     modes: list[str] = field(default_factory=lambda: ["emr", "one-round"])
+    engine: str = "transformers"  # EMR reader: transformers (one document at a time) | vllm (all documents batched)
 
 
 # ---------------------------------------------------------------------------------------------------------- LongBench
@@ -302,8 +303,9 @@ def load_reader(folder: Path) -> Reader:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import students  # noqa: F401  (registers the student classes with AutoModelForCausalLM)
+    import students  # noqa: F401  (registers the GLA student classes with AutoModelForCausalLM)
     from pipeline.stream import SPECIAL_TOKENS
+    from students.swa import window_of
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -313,7 +315,7 @@ def load_reader(folder: Path) -> Reader:
     vocab = tokenizer.get_vocab()
     return Reader(
         name=folder.name if folder.name not in ("export", "") else folder.parent.name, model=model,
-        tokenizer=tokenizer, window=getattr(model.config, "window", None),
+        tokenizer=tokenizer, window=window_of(model.config),
         knows_stream=all(t in vocab for t in SPECIAL_TOKENS),
     )
 
@@ -331,8 +333,11 @@ def resolve_chunk_tokens(reader: Reader, chunk_tokens: int) -> int:
     return chunk_tokens
 
 
-def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, counter, config: EvalConfig) -> dict:
-    """Read one document in one mode; the per-document record (prediction, score, cost)."""
+def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, counter, config: EvalConfig,
+              batched: tuple[Any, float] | None = None) -> dict:
+    """Read one document in one mode; the per-document record (prediction, score, cost).
+
+    `batched`: the EMR result and seconds per document of `read_emr_with_vllm`, instead of reading here."""
     from pipeline.chunking import chunk_document
     from students.reading import one_round_read, smooth_read
     from teachers.base import chunk_texts, question_text
@@ -342,8 +347,12 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
     extra: dict[str, Any] = {}
     if mode == "emr":
         chunks = chunk_texts(item.doc.context, chunk_document(item.doc.context, chunk_tokens, counter))
-        result = smooth_read(reader.model, reader.tokenizer, question, chunks, config.max_summary_tokens,
-                             config.max_new_tokens)
+        if batched is not None:
+            result, seconds = batched
+            start -= seconds  # the document's share of the batched reading
+        else:
+            result = smooth_read(reader.model, reader.tokenizer, question, chunks, config.max_summary_tokens,
+                                 config.max_new_tokens)
         prediction = result.answer
         extra = {"chunks": len(chunks), "chunks_read": result.chunks_read, "stopped_early": result.stopped_early,
                  "parsed_rounds": result.parsed_rounds, "tokens_generated": result.tokens_generated}
@@ -379,6 +388,22 @@ def chat_read(reader: Reader, question: str, context: str, max_new_tokens: int) 
     return reader.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
+def read_emr_with_vllm(model_dir: Path, reader: Reader, items: list[EvalItem], chunk_tokens: int, counter,
+                       config: EvalConfig) -> list[tuple[Any, float]]:
+    """EMR reading of every item at once on a vLLM engine (students.reading_vllm); (result, seconds per document)."""
+    from pipeline.chunking import chunk_document
+    from students.reading_vllm import smooth_read_batch, vllm_engine
+    from teachers.base import chunk_texts, question_text
+
+    documents = [(question_text(item.doc), chunk_texts(item.doc.context, chunk_document(item.doc.context, chunk_tokens,
+                                                                                       counter))) for item in items]
+    llm = vllm_engine(str(model_dir), dtype="float32")
+    start = time.perf_counter()
+    results = smooth_read_batch(llm, reader.tokenizer, documents, config.max_summary_tokens, config.max_new_tokens)
+    seconds = (time.perf_counter() - start) / max(len(items), 1)
+    return [(result, seconds) for result in results]
+
+
 # -------------------------------------------------------------------------------------------------------------- the job
 def evaluate(model_dir: Path, output: Path, config: EvalConfig, teacher_dir: Path | None = None) -> list[dict]:
     """Read every task's documents in every mode; write results.json, results.md, accuracy.png, predictions.jsonl."""
@@ -398,8 +423,11 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig, teacher_dir: Pat
         jobs.append((load_reader(teacher_dir), "teacher"))
     records = []
     for reader, mode in jobs:
-        for item in tqdm(items, desc=f"{mode} ({reader.name})", unit="doc"):
-            records.append(read_item(reader, item, mode, chunk_tokens, counter, config))
+        batched = [None] * len(items)
+        if mode == "emr" and config.engine == "vllm":
+            batched = read_emr_with_vllm(model_dir, reader, items, chunk_tokens, counter, config)
+        for item, done in zip(tqdm(items, desc=f"{mode} ({reader.name})", unit="doc"), batched):
+            records.append(read_item(reader, item, mode, chunk_tokens, counter, config, done))
     rows = aggregate(records)
     header = (f"# Evaluation of {student.name}\n\nwindow {student.window} tokens, EMR chunks of {chunk_tokens} tokens"
               + (f"; teacher {jobs[-1][0].name}" if teacher_dir is not None else ""))
@@ -423,12 +451,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-answer-tokens", type=int, default=32, help="cap of the answer")
     parser.add_argument("--seed", type=int, default=1, help="NIAH / long-HotpotQA seed (the demo trains on seed 0)")
     parser.add_argument("--value-digits", type=int, default=7, help="NIAH: digits of each needle's value")
+    parser.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+                        help="EMR reader: transformers (one document at a time) or vllm (all documents batched, "
+                             "prefix caching; sliding-window students)")
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     config = EvalConfig(tasks=[t for t in args.tasks.split(",") if t], modes=[m for m in args.modes.split(",") if m],
                         chunk_tokens=args.chunk_tokens, seed=args.seed, max_summary_tokens=args.max_summary_tokens,
-                        max_new_tokens=args.max_answer_tokens, value_digits=args.value_digits)
+                        max_new_tokens=args.max_answer_tokens, value_digits=args.value_digits, engine=args.engine)
     bad = [m for m in config.modes if m not in MODES or m == "teacher"]
     if bad:
         raise ValueError(f"modes {bad} are unknown. Fix: use emr and/or one-round (the teacher row comes with --teacher)")

@@ -53,14 +53,14 @@ def check_inputs(
 
 
 def cache_nbytes(cache) -> int:
-    """Bytes held by a cache: the students' constant-size caches, or a transformers Cache (e.g. DynamicCache)."""
+    """Bytes of keys and values (or recurrent states) a cache holds: GLA's state, or a transformers Cache."""
     if cache is None:
         return 0
     if hasattr(cache, "nbytes"):
         return int(cache.nbytes)
     total = 0
     for layer in getattr(cache, "layers", []):
-        for value in vars(layer).values():
+        for value in (getattr(layer, "keys", None), getattr(layer, "values", None)):
             if isinstance(value, torch.Tensor):
                 total += value.numel() * value.element_size()
     return total

@@ -1,7 +1,8 @@
 """Start a recurrent student from a self-attention checkpoint (Llama / Mistral / Qwen2 layout).
 
-The paper's SWA-3B-4k is Qwen-2.5-3B with its attention limited to a 4k window and every weight kept; the GLA
-student reuses whatever attention weights fit its shapes. Both can add the stream's special tokens to the
+The paper's SWA-3B-4k is Qwen-2.5-3B with its attention limited to a 4k window and every weight kept: here a stock
+`MistralForCausalLM` (Llama / Mistral sources) or `Qwen2ForCausalLM` (Qwen2 sources, q/k/v biases) with every layer
+sliding-window. The GLA student reuses whatever attention weights fit its shapes. Both can add the stream's special tokens to the
 checkpoint's tokenizer and grow the embeddings to match.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
-from students.swa import SlidingWindowConfig, SlidingWindowForCausalLM
+from students.swa import sliding_window_config
 from students.tokenizer import add_stream_tokens
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -20,24 +21,31 @@ SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
 def convert_to_sliding_window(
     model_or_path: PreTrainedModel | str | Path, window: int, tokenizer: PreTrainedTokenizerBase | None = None
-) -> SlidingWindowForCausalLM:
-    """The same network with attention limited to the last `window` tokens; every weight is kept.
+) -> PreTrainedModel:
+    """The same network with attention limited to the last `window` tokens, as a stock architecture (a Mistral, or
+    a Qwen2 for a Qwen2 source); every weight is kept.
 
     On inputs no longer than `window` it computes exactly what the source model computes. When `tokenizer` is
     given, the stream markers are added to it (in place) and the student's embeddings are resized to match.
     """
     source = _load_source(model_or_path)
     src = source.config
-    config = SlidingWindowConfig(
-        window=window,
+    if src.model_type != "qwen2" and (getattr(src, "attention_bias", False) or getattr(src, "mlp_bias", False)):
+        raise ValueError(
+            f"cannot convert a {src.model_type!r} checkpoint with attention_bias / mlp_bias: the stock sliding-window "
+            "architectures (Mistral, Qwen2) have no o_proj or MLP biases"
+        )
+    shared = _shared_config(src)
+    shared.pop("mlp_bias")
+    config = sliding_window_config(
+        window,
+        qkv_bias=_has_qkv_bias(src),
         num_key_value_heads=src.num_key_value_heads,
         head_dim=getattr(src, "head_dim", None) or src.hidden_size // src.num_attention_heads,
-        attention_bias=_has_qkv_bias(src),
-        attention_out_bias=src.model_type != "qwen2" and bool(getattr(src, "attention_bias", False)),
         rope_parameters=src.rope_parameters,
-        **_shared_config(src),
+        **shared,
     )
-    student = SlidingWindowForCausalLM(config).to(source.dtype)
+    student = AutoModelForCausalLM.from_config(config).to(source.dtype)
     student.load_state_dict(source.state_dict(), strict=True)
     return _with_stream_tokens(student, tokenizer)
 

@@ -3,7 +3,9 @@
 The reader feeds the question once, then each chunk; after each chunk the model writes its summary and an action
 greedily. The cache is carried from round to round and nothing is ever fed twice (no re-prefill), so a student
 reads any number of chunks in the memory of its cache. Any Hugging Face causal LM works here: the students with
-their constant-size caches, or a self-attention model (e.g. the teacher's Llama) whose cache grows, as a reference.
+their constant-size caches (a sliding-window student gets transformers' `StaticCache`, whose sliding layers hold
+`window` keys each, allocated in full), or a self-attention model (e.g. the teacher's Llama) whose cache grows, as a
+reference.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipeline.stream import (
     render_prefix,
 )
 from students.common import cache_nbytes
+from students.swa import window_of
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class ReadingResult:
     tokens_generated: int = 0  # tokens the model wrote: summaries, actions, answer
     stream_ids: list[int] = field(default_factory=list)  # every token fed, in order: the stream as the model saw it
     written_by_model: list[bool] = field(default_factory=list)  # per stream_ids: chosen by the model, not the reader
+    tokens_prefilled: int = 0  # vLLM reader only: prompt tokens the engine computed, not served from its prefix cache
 
     @property
     def cache_bytes(self) -> list[int]:
@@ -64,7 +68,7 @@ class _Stream:
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer = model, tokenizer
-        self.cache = None
+        self.cache = constant_cache(model)
         self.next_logits: torch.Tensor | None = None
         self.tokens_fed = 0
         self.tokens_generated = 0
@@ -112,6 +116,18 @@ class _Stream:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def constant_cache(model):
+    """A cache of constant size for a sliding-window model (StaticCache: `window` slots per layer); None otherwise,
+    which lets the model make its own (the GLA student's recurrent state, a self-attention model's DynamicCache)."""
+    from transformers import StaticCache
+
+    config = getattr(model, "config", None)
+    window = window_of(config) if config is not None else None
+    if window is None:
+        return None
+    return StaticCache(config=config, max_cache_len=window)
 
 
 @torch.inference_mode()

@@ -12,6 +12,7 @@ step's loss-token count, and DeepSpeed's averaging over ranks is undone by the s
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -169,13 +170,15 @@ def build_student(student: StudentConfig, tokenizer):
     """A fresh student sized by the config, or one converted from a self-attention checkpoint.
 
     `tokenizer` must already hold the stream tokens (jobs/train.py prepares it); a converted student's embeddings are
-    grown to its length.
+    grown to its length. A sliding-window student is a stock Mistral / Qwen2; with CUDA its attention runs through
+    our Triton kernel (the "smooth_reading_swa" AttentionInterface entry), on CPU through SDPA.
     """
     import torch
+    from transformers import AutoModelForCausalLM
 
     from students.convert import convert_to_gla, convert_to_sliding_window
     from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
-    from students.swa import SlidingWindowConfig, SlidingWindowForCausalLM
+    from students.swa import sliding_window_config, use_sliding_window_kernel
 
     torch.manual_seed(student.seed)
     if student.init != "scratch":
@@ -185,19 +188,36 @@ def build_student(student: StudentConfig, tokenizer):
             model = convert_to_gla(student.init)
         if len(tokenizer) > model.config.vocab_size:
             model.resize_token_embeddings(len(tokenizer))
-        return model.float().train()
-    shared = dict(
-        vocab_size=len(tokenizer), hidden_size=student.hidden_size, intermediate_size=student.intermediate_size,
-        num_hidden_layers=student.num_hidden_layers, num_attention_heads=student.num_attention_heads,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    if student.kind == "swa":
-        model = SlidingWindowForCausalLM(
-            SlidingWindowConfig(window=student.window, num_key_value_heads=student.num_key_value_heads, **shared)
-        )
+        model = model.float()
     else:
-        model = GatedLinearAttentionForCausalLM(GatedLinearAttentionConfig(**shared))
+        shared = dict(
+            vocab_size=len(tokenizer), hidden_size=student.hidden_size, intermediate_size=student.intermediate_size,
+            num_hidden_layers=student.num_hidden_layers, num_attention_heads=student.num_attention_heads,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        if student.kind == "swa":
+            config = sliding_window_config(student.window, num_key_value_heads=student.num_key_value_heads, **shared)
+            model = AutoModelForCausalLM.from_config(config)
+        else:
+            model = GatedLinearAttentionForCausalLM(GatedLinearAttentionConfig(**shared))
+    if student.kind == "swa" and torch.cuda.is_available():
+        use_sliding_window_kernel(model)
     return model.train()
+
+
+def packed_row_inputs(model, inputs: dict) -> dict:
+    """A packed row as the model takes it: our GLA reads `cu_seqlens`; a stock model reads position_ids that restart
+    at 0 (SDPA's mask is built from them) and flash-attention's `cu_seq_lens_*` (read by our kernel), with no cache."""
+    import torch
+
+    if "cu_seqlens" in inspect.signature(model.forward).parameters:
+        return inputs
+    inputs = dict(inputs)
+    cu_seqlens = inputs.pop("cu_seqlens").flatten().to(torch.int32)
+    longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    return {**inputs, "use_cache": False, "cu_seq_lens_q": cu_seqlens, "cu_seq_lens_k": cu_seqlens,
+            "max_length_q": longest, "max_length_k": longest}
 
 
 @dataclass(frozen=True)
@@ -370,7 +390,7 @@ def train_step(engine, micro_batches, device) -> tuple[float, int]:
     normaliser = max(loss_tokens.item(), 1.0) / dist.get_world_size()
     total_loss, tokens = 0.0, 0
     for row in micro_batches:
-        inputs = row.model_inputs(device)
+        inputs = packed_row_inputs(engine.module, row.model_inputs(device))
         labels = inputs.pop("labels")
         logits = engine(**inputs).logits
         summed = F.cross_entropy(

@@ -17,9 +17,11 @@ def test_model_card_metadata_and_reading_rule(exported_student):
     assert card.data.pipeline_tag == "text-generation"
     assert "smooth-reading" in card.data.tags and "smooth-reading-swa" in card.data.tags  # the export's tag kept
     assert card.data.datasets == ["someone/niah-corpus"]
-    window = json.loads((exported_student / "config.json").read_text())["window"]
+    window = json.loads((exported_student / "config.json").read_text())["sliding_window"]
     assert f"| window | {window} tokens (chunks of at most {window // 2}) |" in card.text
     assert 'from_pretrained("someone/tiny-swa")' in card.text
+    # A stock architecture: the card tells users it loads without our package (no `import students` line).
+    assert "`MistralForCausalLM` with a sliding window" in card.text and "import students" not in card.text
     # The train job's card (its loss table, its config) is carried whole, one heading level down.
     assert "## Training run" in card.text and "### Loss" in card.text and "| 3 | 3.5000 |" in card.text
 

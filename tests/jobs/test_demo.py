@@ -47,7 +47,7 @@ def test_quick_demo_hands_each_stage_to_the_next(tmp_path, capsys):
     published = datasets.load_dataset(str(out / "hub" / "dataset"), split="train", cache_dir=str(tmp_path / "cache"))
     assert published.num_rows == len(trajectories)
     model = AutoModelForCausalLM.from_pretrained(out / "hub" / "model")
-    assert model.config.window == window
+    assert model.config.sliding_window == window
     AutoTokenizer.from_pretrained(out / "hub" / "model")
     card = ModelCard.load(out / "hub" / "model" / "README.md")
     assert "| niah | emr | 256 |" in card.text and card.data.datasets == [str(out / "hub" / "dataset")]

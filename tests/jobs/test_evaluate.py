@@ -159,3 +159,21 @@ def test_cli_adds_the_teacher_reference_row(exported_student, tiny_llama_dir, tm
     assert [r["mode"] for r in rows] == ["emr", "one-round", "teacher"]
     assert rows[-1]["window"] is None  # the self-attention teacher has no window
     assert "teacher one-round" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_engine_vllm_reads_every_document_batched_with_the_same_answers(exported_student, tmp_path):
+    import os
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    predictions = {}
+    for engine in ("transformers", "vllm"):
+        out = tmp_path / engine
+        assert main(["evaluate", "--model", str(exported_student), "--output", str(out), "--tasks", "niah",
+                     "--lengths", "256", "--depths", "0.25", "0.75", "--n", "2", "--modes", "emr", "--engine", engine,
+                     "--max-summary-tokens", "6", "--max-answer-tokens", "4"]) == 0
+        predictions[engine] = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    fields = ("document_id", "prediction", "chunks", "chunks_read", "stopped_early", "parsed_rounds", "tokens_generated")
+    assert len(predictions["vllm"]) == 4
+    assert [[p[f] for f in fields] for p in predictions["vllm"]] == [
+        [p[f] for f in fields] for p in predictions["transformers"]]

@@ -192,7 +192,6 @@ def test_a_run_folder_refuses_another_config_or_corpus(corpus, config_file, stra
 def test_the_export_loads_with_from_pretrained_and_reads_a_document(straight_run, corpus):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import students.swa  # noqa: F401  registers the student with the Auto classes
     from pipeline.stream import SPECIAL_TOKENS
     from students.data import tokenize_trajectory
     from students.reading import smooth_read
@@ -200,7 +199,7 @@ def test_the_export_loads_with_from_pretrained_and_reads_a_document(straight_run
     export = straight_run / "export"
     model = AutoModelForCausalLM.from_pretrained(export)
     tokenizer = AutoTokenizer.from_pretrained(export)
-    assert type(model).__name__ == "SlidingWindowForCausalLM" and model.config.window == 128
+    assert type(model).__name__ == "MistralForCausalLM" and model.config.sliding_window == 128
     for token in SPECIAL_TOKENS:
         assert tokenizer(token, add_special_tokens=False)["input_ids"] == [tokenizer.convert_tokens_to_ids(token)]
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from pipeline.stream import SPECIAL_TOKENS
-from students import GatedLinearAttentionForCausalLM, SlidingWindowForCausalLM
+from students import GatedLinearAttentionForCausalLM, window_of
 from students.convert import convert_to_gla, convert_to_sliding_window
 
 
@@ -19,7 +27,8 @@ def token_ids(vocab_size: int, length: int, seed: int) -> torch.Tensor:
 def test_sliding_window_student_equals_the_llama_below_its_window(tiny_llama_dir):
     llama = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     student = convert_to_sliding_window(tiny_llama_dir, window=24)
-    assert isinstance(student, SlidingWindowForCausalLM) and student.config.window == 24
+    # A stock architecture: Mistral with every layer limited to the window.
+    assert type(student) is MistralForCausalLM and window_of(student.config) == 24
     ids = token_ids(llama.config.vocab_size, 24, seed=0)
     with torch.no_grad():
         torch.testing.assert_close(student(ids).logits, llama(ids).logits, atol=1e-5, rtol=1e-4)
@@ -38,9 +47,27 @@ def test_sliding_window_conversion_keeps_qwen2_biases():
         for layer in qwen.model.layers:
             layer.self_attn.k_proj.bias.normal_()
     student = convert_to_sliding_window(qwen, window=16)
+    assert type(student) is Qwen2ForCausalLM and window_of(student.config) == 16
+    assert set(student.config.layer_types) == {"sliding_attention"}
     ids = token_ids(64, 16, seed=2)
     with torch.no_grad():
         torch.testing.assert_close(student(ids).logits, qwen(ids).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_a_mistral_source_keeps_its_class_and_takes_the_new_window():
+    from transformers import MistralConfig
+
+    torch.manual_seed(0)
+    mistral = MistralForCausalLM(
+        MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, sliding_window=None)
+    ).eval()
+    student = convert_to_sliding_window(mistral, window=8)
+    assert type(student) is MistralForCausalLM and window_of(student.config) == 8
+    ids = token_ids(64, 20, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(student(ids[:, :8]).logits, mistral(ids[:, :8]).logits, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(student(ids).logits[0, -1], mistral(ids).logits[0, -1], atol=1e-4)
 
 
 def test_gla_student_reuses_the_attention_weights_that_fit(tiny_llama_dir):
@@ -99,3 +126,9 @@ def test_unsupported_checkpoints_are_refused_by_name():
     gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32))
     with pytest.raises(ValueError, match="'gpt2'"):
         convert_to_sliding_window(gpt2, window=8)
+    llama_with_biases = LlamaForCausalLM(
+        LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    attention_bias=True)
+    )
+    with pytest.raises(ValueError, match="attention_bias"):
+        convert_to_sliding_window(llama_with_biases, window=8)

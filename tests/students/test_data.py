@@ -167,13 +167,16 @@ def test_too_small_a_corpus_says_how_to_fix_it(tokenized):
 
 @pytest.mark.parametrize("kind", ["swa", "gla"])
 def test_document_b_does_not_see_document_a_in_a_packed_row(kind):
+    from transformers import AutoModelForCausalLM
+
     from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
-    from students.swa import SlidingWindowConfig, SlidingWindowForCausalLM
+    from students.swa import sliding_window_config
+    from students.train import packed_row_inputs
 
     torch.manual_seed(0)
     shared = dict(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
     if kind == "swa":
-        model = SlidingWindowForCausalLM(SlidingWindowConfig(window=64, num_key_value_heads=1, **shared))
+        model = AutoModelForCausalLM.from_config(sliding_window_config(64, num_key_value_heads=1, **shared))
     else:
         model = GatedLinearAttentionForCausalLM(GatedLinearAttentionConfig(**shared))
     model.eval()
@@ -184,7 +187,7 @@ def test_document_b_does_not_see_document_a_in_a_packed_row(kind):
         logits = []
         for a in (doc_a, other_a):
             row = pack_streams([(a, np.ones(23, bool)), (doc_b, np.ones(17, bool))])
-            inputs = row.model_inputs("cpu")
+            inputs = packed_row_inputs(model, row.model_inputs("cpu"))
             inputs.pop("labels")
             logits.append(model(**inputs).logits[0])
         alone = model(input_ids=torch.as_tensor(doc_b).unsqueeze(0)).logits[0]

@@ -1,4 +1,6 @@
-"""The two student families: cached decoding, packed rows, loss, checkpoints, generation."""
+"""The two student families: cached decoding, packed rows, loss, checkpoints, generation.
+
+The sliding-window student is a stock architecture: Qwen2 here (q/k/v biases), Mistral in test_convert.py."""
 
 from __future__ import annotations
 
@@ -9,22 +11,28 @@ from transformers import AutoModelForCausalLM
 from students import (
     GatedLinearAttentionConfig,
     GatedLinearAttentionForCausalLM,
-    SlidingWindowConfig,
-    SlidingWindowForCausalLM,
+    sliding_window_config,
+    use_sliding_window_kernel,
 )
 from students.common import cache_nbytes
+from students.reading import constant_cache
+from students.train import packed_row_inputs
 
 WINDOW = 6
 VOCAB = 97
 
 
-def tiny_swa(**overrides) -> SlidingWindowForCausalLM:
+def tiny_swa(**overrides):
     torch.manual_seed(0)
     config = dict(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, window=WINDOW, attention_bias=True, eos_token_id=1,
+        num_key_value_heads=2, eos_token_id=1,
     )
-    return SlidingWindowForCausalLM(SlidingWindowConfig(**{**config, **overrides})).eval()
+    model = AutoModelForCausalLM.from_config(sliding_window_config(WINDOW, qkv_bias=True, **{**config, **overrides}))
+    with torch.no_grad():  # fresh biases are zeros; make them matter
+        for layer in model.model.layers:
+            layer.self_attn.k_proj.bias.normal_()
+    return model.eval()
 
 
 def tiny_gla(**overrides) -> GatedLinearAttentionForCausalLM:
@@ -44,7 +52,7 @@ FAMILIES = {"swa": tiny_swa, "gla": tiny_gla}
 
 
 def read_in_pieces(model, ids: torch.Tensor, sizes: list[int]):
-    logits, cache, start = [], None, 0
+    logits, cache, start = [], constant_cache(model), 0
     bytes_after = []
     for size in sizes:
         out = model(ids[:, start : start + size], past_key_values=cache, use_cache=True)
@@ -80,21 +88,31 @@ def test_sliding_window_forgets_tokens_older_than_the_window():
     torch.testing.assert_close(a[0, 2 * WINDOW - 1 :], b[0, 2 * WINDOW - 1 :])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+def packed_inputs(model, docs: list[torch.Tensor]) -> dict:
+    """A packed row as the training loop feeds it (students.data.PackedRow -> students.train.packed_row_inputs)."""
+    lengths = [doc.shape[1] for doc in docs]
+    cu_seqlens = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    position_ids = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
+    row = {"input_ids": torch.cat(docs, dim=1), "position_ids": position_ids, "cu_seqlens": cu_seqlens}
+    return packed_row_inputs(model, row)
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "swa-kernel"])
 def test_packed_row_gives_each_document_its_own_logits(family):
-    model = FAMILIES[family]()
+    model = FAMILIES[family.removesuffix("-kernel")]()
     gen = torch.Generator().manual_seed(3)
     docs = [torch.randint(2, VOCAB, (1, n), generator=gen) for n in (5, 2 * WINDOW + 1, 9)]
-    cu_seqlens = torch.tensor([0, 5, 5 + 2 * WINDOW + 1, 5 + 2 * WINDOW + 1 + 9])
     with torch.no_grad():
-        packed = model(torch.cat(docs, dim=1), cu_seqlens=cu_seqlens).logits
         alone = torch.cat([model(doc).logits for doc in docs], dim=1)
+        if family == "swa-kernel":  # the Triton kernel's entry in AttentionInterface (its PyTorch reference on CPU)
+            use_sliding_window_kernel(model)
+        packed = model(**packed_inputs(model, docs)).logits
     torch.testing.assert_close(packed, alone, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_bad_packing_and_left_padding_are_refused_with_the_fix(family):
-    model = FAMILIES[family]()
+def test_bad_packing_and_left_padding_are_refused_with_the_fix():
+    # The GLA student's own checks; the stock sliding-window student takes left padding with an attention mask.
+    model = tiny_gla()
     ids = torch.randint(2, VOCAB, (1, 8))
     with pytest.raises(ValueError, match="cu_seqlens must rise"):
         model(ids, cu_seqlens=torch.tensor([0, 5, 7]))
@@ -122,7 +140,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(family):
         model = FAMILIES[family]().train()
         if checkpointing:
             model.gradient_checkpointing_enable()
-        model(ids, labels=ids, cu_seqlens=torch.tensor([0, WINDOW, 2 * WINDOW])).loss.backward()
+        model(**packed_inputs(model, [ids[:, :WINDOW], ids[:, WINDOW:]]), labels=ids).loss.backward()
         grads.append(model.model.layers[0].self_attn.q_proj.weight.grad)
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1])
@@ -147,7 +165,12 @@ def test_greedy_generate_uses_the_constant_cache_and_matches_argmax_decoding(fam
     out = model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, return_dict_in_generate=True)
     assert out.sequences.shape[1] == prompt.shape[1] + new_tokens
     assert out.past_key_values.get_seq_length() == prompt.shape[1] + new_tokens - 1
-    assert cache_nbytes(out.past_key_values) == cache_nbytes(model.new_cache(1))
+    if family == "swa":  # transformers' DynamicCache keeps window - 1 keys and values per sliding layer
+        config = model.config
+        per_token = 2 * config.num_key_value_heads * (config.hidden_size // config.num_attention_heads) * 4
+        assert cache_nbytes(out.past_key_values) == config.num_hidden_layers * (WINDOW - 1) * per_token
+    else:
+        assert cache_nbytes(out.past_key_values) == cache_nbytes(model.new_cache(1))
     with torch.no_grad():  # every generated token is the argmax of a full, uncached forward over what precedes it
         logits = model(out.sequences, use_cache=False).logits
     torch.testing.assert_close(logits[0, prompt.shape[1] - 1 : -1].argmax(-1), out.sequences[0, prompt.shape[1] :])

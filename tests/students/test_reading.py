@@ -48,6 +48,10 @@ class Scripted(torch.nn.Module):
     def device(self):
         return self.student.device
 
+    @property
+    def config(self):
+        return self.student.config
+
     def forward(self, input_ids, past_key_values=None, use_cache=None, logits_to_keep=0):
         out = self.student(input_ids, past_key_values=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
         last = int(input_ids[0, -1])
