@@ -120,7 +120,10 @@ def measure(folder: Path, config: BenchConfig, reader: str, length: int) -> dict
         from students.reading_vllm import smooth_read_batch, vllm_engine
 
         begin = time.perf_counter()
-        llm = vllm_engine(str(model_dir), dtype=config.dtype, kv_cache_gb=config.kv_cache_gb)
+        # The parent's KV cache grows with the stream: its engine must hold one whole stream. The student's keeps a
+        # window, so any stream length fits.
+        longest = {} if mode == "emr" else {"max_model_len": length + 2048}
+        llm = vllm_engine(str(model_dir), dtype=config.dtype, kv_cache_gb=config.kv_cache_gb, **longest)
         startup = time.perf_counter() - begin
         base = _rss_bytes()
         start = time.perf_counter()
@@ -130,6 +133,8 @@ def measure(folder: Path, config: BenchConfig, reader: str, length: int) -> dict
 
         device = torch.device("cuda" if cuda else "cpu")
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, config.dtype)).to(device).eval()
+        with torch.inference_mode():  # touch every weight page first, so the peak below is the reading's own
+            model(torch.tensor([[tokenizer.bos_token_id or 0]], device=device))
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() if cuda else _rss_bytes()

@@ -34,7 +34,7 @@ def test_quick_demo_hands_each_stage_to_the_next(tmp_path, capsys):
     # train -> an exported student the evaluation loaded
     metrics = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics][-1] == 3
-    window = json.loads((out / "run" / "export" / "config.json").read_text())["window"]
+    window = json.loads((out / "run" / "export" / "config.json").read_text())["sliding_window"]
 
     # evaluate -> rows for both modes, the table printed
     rows = json.loads((out / "eval" / "results.json").read_text())
