@@ -250,8 +250,9 @@ def _chunking_text(config: dict[str, Any], stats: dict[str, Any]) -> str:
     parts = []
     for part in config.get("parts", []):
         c = part.get("chunking", {})
-        counter = "1.5 tokens per word (the paper's estimate)" if c.get("counter", "words") == "words" else \
-            f"exact counts with the tokenizer of {c.get('tokenizer')}"
+        counter = ("1.5 tokens per word (the paper's estimate; characters of unspaced scripts, emoji and long runs "
+                   "by length)" if c.get("counter", "words") == "words"
+                   else f"exact counts with the tokenizer of {c.get('tokenizer')}")
         parts.append(f"part `{part.get('name')}`: {c.get('low', 128)}-{c.get('high', 1024)} tokens counted as "
                      f"{counter}, at most {part.get('max_rounds', 64)} rounds")
     chunks = stats.get("chunks_per_document", {})
@@ -313,7 +314,7 @@ def _count_rows(manifest: dict[str, Any], stats: dict[str, Any], records: dict[s
     words = stats.get("summary_words", {})
     teacher_tokens = manifest.get("total_tokens", {})
     return [
-        ("streams, estimated tokens (1.5 x words)", f"{records['stream_tokens']:,}"),
+        ("streams, estimated tokens (the word estimate)", f"{records['stream_tokens']:,}"),
         ("contexts, estimated tokens", f"{records['context_tokens']:,}"),
         ("rounds per document", f"mean {rounds.get('mean', 0):.1f}, p95 {rounds.get('p95', 0)}, max {rounds.get('max', 0)}"),
         ("summary words per round", f"mean {words.get('mean', 0):.1f}, max {words.get('max', 0)}"),

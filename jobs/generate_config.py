@@ -49,7 +49,7 @@ class SourceConfig:
 class ChunkingConfig:
     low: int = 128  # chunk size range in tokens; each document draws its size from it (seeded)
     high: int = 1024
-    counter: str = "words"  # words: 1.5 tokens per word (the paper's estimate) | tokenizer: exact counts
+    counter: str = "words"  # words: pipeline.chunking.WordEstimate (1.5 tokens a word, ...) | tokenizer: exact counts
     tokenizer: str = ""  # counter 'tokenizer': a Hugging Face folder (or a prepared model name)
     question_budget: float = 0.5  # the most a question may take, as a fraction of the chunk size; longer: rejected
 

@@ -92,7 +92,6 @@ class _Context:
 
     def __init__(self, t: Trajectory):
         self.chunks = t.chunks
-        self.starts = (0,) + tuple(t.chunk_ends[:-1])
         self.ends = tuple(t.chunk_ends)
         spans = [tuple(s) for s in (t.metadata.get("evidence_spans") or ())]
         self.evidence_words = set().union(*(_content_words(t.context[s:e]) for s, e in spans)) if spans else set()

@@ -42,7 +42,9 @@ def test_vllm_engine_actor_reads_several_documents_through_several_rounds(ray_cl
     }
     config = config_from_dict({
         "seed": 0, "shard_size": 2,
-        "filter": {"min_answer_score": 0.0},
+        # A random-weight model writes no real summary: the engine and the job's plumbing are under test, not the
+        # verifier (tests/pipeline/test_verify.py), so only the answer check runs, and it keeps every answer.
+        "filter": {"min_answer_score": 0.0, "checks": ["answer"]},
         "engine": {"num_cpus": 2, "max_in_flight": 4, "progress_interval_s": 2},
         "parts": [{"name": "tiny-vllm", "teacher": teacher, "max_rounds": 3,
                    "sources": [{**NIAH, "lengths": [400], "depths": [0.5], "n_per_cell": 4}],

@@ -304,8 +304,9 @@ def test_a_hinted_teacher_with_structured_output_fixes_what_the_hint_settles():
     assert teacher.identity()["hint_fixed"] == ["target", "clues_without_evidence", "clue_opening", "reason_opening",
                                                 "answer", "action"]
     final = summary_regex(300, "final", complete)
-    assert re.fullmatch(final, f"Target: {doc.question}\nClues: x Paris is the capital.\nReason: With this chunk, done.\n{STOP}")
-    assert not re.fullmatch(final, f"Target: {doc.question}\nClues: None yet.\nReason: With this chunk, done.\n{STOP}")
+    reason = f"Reason: With this chunk, done.\n{STOP}"
+    assert re.fullmatch(final, f"Target: {doc.question}\nClues: x Paris is the capital.\n{reason}")
+    assert not re.fullmatch(final, f"Target: {doc.question}\nClues: None yet.\n{reason}")
     # The regexes a backend decodes with: fixed parts as written, the rest free, the action the hint's.
     regex = summary_regex(300, "read", nothing)
     assert re.fullmatch(regex, f"Target: {doc.question}\nClues: None yet.\nReason: This chunk is idle.\n{READ}")
