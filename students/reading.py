@@ -44,7 +44,7 @@ class ReadingRound:
 @dataclass
 class ReadingResult:
     answer: str
-    answer_text: str  # what the model wrote after <STOP>, up to <end>
+    answer_text: str  # what the model wrote after <STOP>, up to <end> (or EOS)
     rounds: list[ReadingRound] = field(default_factory=list)
     chunks_read: int = 0
     stopped_early: bool = False  # the model wrote <STOP> before the last chunk
@@ -137,14 +137,15 @@ def smooth_read(
     """Read `chunks` in one EMR stream and answer `question`.
 
     The stream is render_prefix(question), then per chunk render_chunk(chunk) followed by what the model writes:
-    summary, then <READ> (the next chunk follows) or <STOP> (the answer follows, up to <end>). If the model never
+    summary, then <READ> (the next chunk follows) or <STOP> (the answer follows, up to <end> or the tokenizer's EOS). If the model never
     stops, <STOP> is written for it after the last chunk. A summary that reaches max_summary_tokens without an action
     is closed with <READ> (or <STOP> after the last chunk).
     """
     if not chunks:
         raise ValueError("smooth_read needs at least one chunk to read")
     stream = _Stream(model, tokenizer)
-    read_id, stop_id, end_id = stream.token_id(READ), stream.token_id(STOP), stream.token_id(END)
+    read_id, stop_id = stream.token_id(READ), stream.token_id(STOP)
+    stream.token_id(END)  # checked now: a tokenizer without the stream markers fails before any reading
     result = ReadingResult(answer="", answer_text="")
 
     for index, chunk in enumerate(chunks):
@@ -183,12 +184,21 @@ def smooth_read(
             break
     result.chunks_read = len(result.rounds)
 
-    answer_ids, _ = stream.generate({end_id}, max_answer_tokens)
+    answer_ids, _ = stream.generate(answer_end_ids(tokenizer), max_answer_tokens)
     result.answer_text = stream.decode(answer_ids)
     result.answer = _clean_answer(result.answer_text)
     result.tokens_fed, result.tokens_generated = stream.tokens_fed, stream.tokens_generated
     result.stream_ids, result.written_by_model = stream.stream_ids, stream.written_by_model
     return result
+
+
+def answer_end_ids(tokenizer) -> set[int]:
+    """Tokens that end an answer: the stream's <end>, and the tokenizer's own end-of-sequence token, which a student
+    converted from a chat model (SmolLM2's <|im_end|>) may still write after an answer out of habit."""
+    ids = {tokenizer.convert_tokens_to_ids(END)}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
 
 
 def one_round_read(

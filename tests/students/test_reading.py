@@ -35,11 +35,11 @@ class Scripted(torch.nn.Module):
     (<STOP> in round `stop_round`, else <READ>), after <STOP> an answer and <end>. Everything else is the student's
     own forward pass and cache, so the reader's bookkeeping is tested on a real constant-memory model."""
 
-    def __init__(self, student, tokenizer, stop_round: int | None, answer: str = "Answer: Seattle"):
+    def __init__(self, student, tokenizer, stop_round: int | None, answer: str = "Answer: Seattle", end: str = END):
         super().__init__()
         self.student = student
         self.summary_id, self.stop_id = tokenizer.convert_tokens_to_ids([SUMMARY, STOP])
-        self.read_id, self.end_id = tokenizer.convert_tokens_to_ids([READ, END])
+        self.read_id, self.end_id = tokenizer.convert_tokens_to_ids([READ, end])
         self.summary_ids = tokenizer(SCRIPTED_SUMMARY.render(), add_special_tokens=False)["input_ids"]
         self.answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
         self.stop_round, self.rounds, self.queue = stop_round, 0, []
@@ -98,6 +98,23 @@ def test_the_model_stopping_early_ends_reading_and_yields_its_answer(students, s
     assert not any(r.action_forced for r in result.rounds)
     assert result.answer == "Kyiv"
     assert result.answer_text.strip().startswith("Answer:")
+
+
+def test_an_answer_ended_by_the_tokenizers_own_eos_ends_there(students, stream_tokenizer):
+    # A student converted from a chat model may close its answer with the parent's EOS (SmolLM2: <|im_end|>) instead of
+    # <end>: the answer must end there, not run on to the token cap, and score the same.
+    import copy
+
+    tokenizer = copy.deepcopy(stream_tokenizer)
+    tokenizer.eos_token = tokenizer.bos_token  # an EOS that is not <end>, as in a converted chat model's tokenizer
+    chunks = document_chunks(num_words=24)
+    answers = {}
+    for end in (END, tokenizer.eos_token):
+        model = Scripted(students["swa"], tokenizer, stop_round=0, answer="Answer: 1781597", end=end)
+        result = smooth_read(model, tokenizer, "Which number?", chunks, max_summary_tokens=64, max_answer_tokens=32)
+        answers[end] = (result.answer, result.answer_text, result.tokens_generated)
+    assert answers[END] == answers[tokenizer.eos_token]
+    assert answers[END][0] == "1781597"
 
 
 def test_a_summary_that_runs_out_of_tokens_is_closed_by_the_reader(students, stream_tokenizer):
