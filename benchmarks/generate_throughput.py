@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The package is installed; the repository root is added only for tests.tiny_models (the tiny teacher), which is a
+# test helper and not part of the installed package.
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 

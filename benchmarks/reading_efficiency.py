@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 READERS = ("emr/transformers", "emr/vllm", "one-round/transformers", "one-round/vllm")
 QUESTION = "What is the special magic number mentioned in the text?"

@@ -1,11 +1,15 @@
 """The paper's rule-written trajectories, for documents whose evidence is known (needle-in-a-haystack, HotpotQA).
 
-Per chunk: Target restates the question; Clues lists the evidence read so far; Reason says which evidence the
-chunk just read brought, or that it held nothing relevant. The teacher stops on the chunk that completes the
-evidence and answers with the reference. Deterministic: the same document and plan give the same trajectory.
+Per chunk: Target is the question; Clues lists the evidence read so far; Reason says which clues the chunk just read
+brought and whether more are needed, or that it held nothing relevant. The teacher stops on the chunk that completes
+the evidence and answers with the reference. Deterministic: the same document and plan give the same trajectory.
 
 No summary counts chunks: a round far into a long document reads like one early in a short document, so a student
 trained on short documents meets nothing new in long ones (with "Chunk 37" in the Reason it would).
+
+Summaries are compact (`rules_v3`): a student writes one every round, so its length is most of what reading costs.
+The evidence is copied once, into Clues; the Reason names clues by number instead of quoting them again (as
+`rules_v2` did), which also leaves one copy of a needle's digits to get right before the answer instead of two.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pipeline.trajectory import TeacherRound, Trajectory
 from teachers.base import Teacher, TeacherError, check_plan, question_text, record_metadata
 
 NO_CLUES = "None yet."
+NOTHING_NEW = "Nothing relevant."
 
 
 def _one_line(text: str) -> str:
@@ -35,15 +40,6 @@ def clue(text: str) -> str:
     """An evidence span as a clue: a titled paragraph (HotpotQA: "Title\nsentences") becomes "Title: sentences"."""
     title, _, body = text.strip().partition("\n")
     return f"{_one_line(title)}: {_one_line(body)}" if body.strip() else _one_line(title)
-
-
-def label(text: str, limit: int = 80) -> str:
-    """How the Reason names a piece of evidence: its paragraph title, or the sentence itself (shortened)."""
-    title, _, body = text.strip().partition("\n")
-    if body.strip():
-        return f"the paragraph '{_one_line(title)}'"
-    sentence = _one_line(title)
-    return repr(sentence if len(sentence) <= limit else sentence[: limit - 1] + "…")
 
 
 def evidence_from_answer(doc: Document) -> tuple[tuple[Evidence, ...], dict]:
@@ -75,7 +71,7 @@ class RuleTeacher(Teacher):
         self.rules_sha256 = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "model": "", "sampling": {}, "prompt_template": "rules_v2",
+        return {"name": self.name, "model": "", "sampling": {}, "prompt_template": "rules_v3",
                 "prompt_sha256": self.rules_sha256}
 
     async def read(self, doc: Document, plan: ChunkPlan, max_rounds: int) -> Trajectory:
@@ -108,7 +104,7 @@ class RuleTeacher(Teacher):
                 "chunks",
             )
 
-        target = _one_line(f"Answer the question: {question_text(doc)}")
+        target = _one_line(question_text(doc))
         answer = doc.answers[0].strip()
         clues: list[str] = []
         rounds = []
@@ -116,14 +112,12 @@ class RuleTeacher(Teacher):
             new = [e.text for e, i in zip(doc.evidence, found_in) if i == k]
             clues.extend(clue(text) for text in new)
             clue_text = " ".join(f"({n}) {c}" for n, c in enumerate(clues, 1)) if clues else NO_CLUES
-            if new:
-                brought = " and ".join(label(text) for text in new)
-                reason = f"This chunk brought {brought}."
-            else:
-                reason = "This chunk held nothing relevant to the question; the clues are unchanged."
             action = "STOP" if k == last_needed else "READ"
-            if action == "STOP":
-                reason += f" The evidence is complete ({len(clues)} of {len(clues)}), so the question can be answered."
+            if not new:
+                reason = NOTHING_NEW
+            else:
+                numbers = ", ".join(f"({n})" for n in range(len(clues) - len(new) + 1, len(clues) + 1))
+                reason = f"New clue{'s' if len(new) > 1 else ''} {numbers}; " + ("the question can be answered." if action == "STOP" else "more is needed.")
             summary = Summary(target, clue_text, reason)
             raw = summary.render() + (STOP + answer if action == "STOP" else READ)
             if parse_summary_and_action(raw) != (summary, action, answer if action == "STOP" else None):

@@ -18,24 +18,9 @@ from jobs.generate import GenerateError, generate
 from jobs.generate_config import config_from_dict, load_config
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
-from pipeline.verify import CHECKS
 from pipeline.trajectory import Trajectory
-
-NIAH = {"kind": "niah", "lengths": [300, 600], "depths": [0.0, 0.5, 1.0], "n_per_cell": 2}
-HOTPOT = {"kind": "long_hotpotqa", "target_tokens": 700, "n": 6}
-
-
-def rules_config(sources=(NIAH, HOTPOT), **overrides) -> dict:
-    """A small rule-teacher run: 18 documents of a few hundred tokens, several chunks each."""
-    config = {
-        "seed": 0, "shard_size": 5,
-        "engine": {"max_in_flight": 4, "progress_interval_s": 1},
-        "parts": [{"name": "rules", "teacher": {"backend": "rules"}, "sources": list(sources),
-                   "chunking": {"low": 64, "high": 160}, "max_rounds": 64}],
-    }
-    for key, value in overrides.items():
-        config[key] = value
-    return config
+from pipeline.verify import CHECKS
+from tests.generate_runs import NIAH, corpus_bytes, rules_config
 
 
 def run_config(values: dict, output: Path) -> dict:
@@ -48,13 +33,6 @@ def records(output: Path) -> list[Trajectory]:
 
 def hashes(output: Path) -> list[str]:
     return sorted(t.content_hash() for t in records(output))
-
-
-def corpus_bytes(output: Path) -> dict[str, bytes]:
-    """Every file the corpus is made of (not config.yaml, which also holds engine and fault settings)."""
-    names = ["manifest.json", "statistics.json", "rejects.jsonl"]
-    names += [f"data/{p.name}" for p in sorted((output / "data").glob("train-*.parquet"))]
-    return {name: (output / name).read_bytes() for name in names if (output / name).exists()}
 
 
 def rejects_by_id(output: Path) -> dict[str, list]:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.corpus import read_corpus
-from tests.jobs.test_generate import NIAH, corpus_bytes, rules_config
+from tests.generate_runs import NIAH, corpus_bytes, rules_config
 
 pytestmark = pytest.mark.slow
 

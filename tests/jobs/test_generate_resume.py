@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
-from tests.jobs.test_generate import NIAH, corpus_bytes, rules_config
+from tests.generate_runs import NIAH, corpus_bytes, rules_config
 
 pytestmark = pytest.mark.slow
 

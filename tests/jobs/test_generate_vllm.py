@@ -16,7 +16,7 @@ from jobs.generate import generate
 from jobs.generate_config import config_from_dict
 from pipeline.corpus import read_corpus
 from pipeline.stream import parse_summary_and_action
-from tests.jobs.test_generate import NIAH
+from tests.generate_runs import NIAH
 from tests.tiny_models import stop_spelling_bias
 
 pytestmark = pytest.mark.slow

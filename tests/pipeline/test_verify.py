@@ -82,8 +82,8 @@ def test_an_answer_already_in_the_text_read_is_no_leak():
 def test_a_stop_before_the_last_evidence_fails():
     docs = long_hotpotqa(2000, n=8, seed=0)
     traj = next(t for t in map(rule_trajectory, docs)
-                if len({r.chunk_index for r in t.rounds if "brought" in r.summary.reason}) == 2)
-    first_evidence = next(r.chunk_index for r in traj.rounds if "brought" in r.summary.reason)
+                if len({r.chunk_index for r in t.rounds if r.summary.reason.startswith("New clue")}) == 2)
+    first_evidence = next(r.chunk_index for r in traj.rounds if r.summary.reason.startswith("New clue"))
     cut = traj.rounds[: first_evidence + 1]
     cut = cut[:-1] + (dataclasses.replace(cut[-1], action="STOP"),)
     assert failed(dataclasses.replace(traj, rounds=cut)) == ["stop_after_evidence"]

@@ -13,7 +13,7 @@ from pipeline.sources import long_hotpotqa, niah_documents
 from pipeline.stream import END, SUMMARY, parse_summary_and_action
 from teachers import build_teacher
 from teachers.base import TeacherError
-from teachers.rules import NO_CLUES, RuleTeacher
+from teachers.rules import NO_CLUES, NOTHING_NEW, RuleTeacher
 from tests.teachers.conftest import document_of_chunks
 
 
@@ -37,12 +37,13 @@ def test_niah_stops_exactly_on_the_chunk_that_holds_the_needle(depth):
     stop_chunk = chunk_of(plan.chunk_ends, needle.end)
     assert [r.chunk_index for r in traj.rounds] == list(range(stop_chunk + 1))
     assert [r.action for r in traj.rounds] == ["READ"] * stop_chunk + ["STOP"]
-    assert all(r.summary.clues == NO_CLUES and "held nothing relevant" in r.summary.reason for r in traj.rounds[:-1])
+    assert all(r.summary.clues == NO_CLUES and r.summary.reason == NOTHING_NEW for r in traj.rounds[:-1])
     # rounds do not count chunks: a round deep in a long document reads like one in a short document
     assert len({r.summary for r in traj.rounds[:-1]}) <= 1
     last = traj.rounds[-1].summary
-    assert needle.text in last.clues and "This chunk brought" in last.reason
-    assert all(doc.question in r.summary.target for r in traj.rounds)  # the task restated every round
+    assert needle.text in last.clues and last.reason == "New clue (1); the question can be answered."
+    assert needle.text not in last.reason  # the needle is copied once, into Clues
+    assert all(r.summary.target == doc.question for r in traj.rounds)  # the task restated every round
     assert traj.answer == doc.answers[0] and traj.answer_passed and traj.answer_score == 1.0
     assert [(s, a) for s, a, _ in parsed_rounds(traj)] == [(r.summary, r.action) for r in traj.rounds]
     assert parsed_rounds(traj)[-1][2] == doc.answers[0]
@@ -66,10 +67,12 @@ def test_long_hotpotqa_clues_accumulate_and_stop_after_the_last_evidence():
             assert all(t in r.summary.clues for t in titles)
             arriving = [e.text.split("\n", 1)[0] for e, f in zip(doc.evidence, found) if f == k]
             if arriving:
-                assert all(f"'{t}'" in r.summary.reason for t in arriving)
+                numbers = [f"({n})" for n, f in enumerate(sorted(found), 1) if f == k]
+                assert r.summary.reason.startswith("New clue") and all(n in r.summary.reason for n in numbers)
+                assert r.summary.reason.endswith("answered." if r.action == "STOP" else "more is needed.")
                 assert r.summary.clues.startswith(previous) or previous == NO_CLUES
             else:
-                assert r.summary.clues == previous and "held nothing relevant" in r.summary.reason
+                assert r.summary.clues == previous and r.summary.reason == NOTHING_NEW
             previous = r.summary.clues
         assert traj.answer == doc.answers[0] and traj.answer_passed
         assert [(s, a) for s, a, _ in parsed_rounds(traj)] == [(r.summary, r.action) for r in traj.rounds]
