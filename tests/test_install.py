@@ -33,6 +33,20 @@ def test_cli_lists_its_jobs_quickly():
         assert job in out
 
 
+def test_help_imports_no_job_and_shows_each_jobs_own_first_line():
+    # `--help` lists the jobs from jobs.cli alone; each line must stay the job module's own docstring line.
+    import importlib
+
+    from jobs.cli import COMMANDS
+
+    probe = ("import sys; from jobs.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in sys.modules if m.startswith(('jobs.', 'torch', 'ray', 'vllm')) and m != 'jobs.cli'))")
+    imported = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
+    assert imported.stdout.strip() == "[]"
+    for module_name, help_line in COMMANDS.values():
+        assert importlib.import_module(module_name).__doc__.strip().splitlines()[0] == help_line
+
+
 def test_a_bad_config_is_one_clear_line_not_a_traceback(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("parts:\n  - name: rules\n    teacher: {backend: rules}\n    sources: [{kind: files}]\n")
