@@ -339,8 +339,8 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
 
     `batched`: the EMR result and seconds per document of `read_emr_with_vllm`, instead of reading here."""
     from pipeline.chunking import chunk_document
+    from pipeline.documents import chunk_texts, question_text
     from students.reading import one_round_read, smooth_read
-    from teachers.base import chunk_texts, question_text
 
     question = question_text(item.doc)
     start = time.perf_counter()
@@ -392,8 +392,8 @@ def read_emr_with_vllm(model_dir: Path, reader: Reader, items: list[EvalItem], c
                        config: EvalConfig) -> list[tuple[Any, float]]:
     """EMR reading of every item at once on a vLLM engine (students.reading_vllm); (result, seconds per document)."""
     from pipeline.chunking import chunk_document
+    from pipeline.documents import chunk_texts, question_text
     from students.reading_vllm import smooth_read_batch, vllm_engine
-    from teachers.base import chunk_texts, question_text
 
     documents = [(question_text(item.doc), chunk_texts(item.doc.context, chunk_document(item.doc.context, chunk_tokens,
                                                                                        counter))) for item in items]

@@ -127,3 +127,18 @@ def sentence_around(context: str, start: int, end: int) -> Evidence:
     while left < start and context[left].isspace():
         left += 1
     return Evidence(left, right, context[left:right])
+
+
+def question_text(doc: Document) -> str:
+    """The question as the reader sees it: multiple-choice options are part of it."""
+    if not doc.options:
+        return doc.question
+    letters = [chr(ord("A") + i) for i in range(len(doc.options))]
+    lines = [f"{letter}. {option}" for letter, option in zip(letters, doc.options)]
+    return doc.question + "\n" + "\n".join(lines) + "\nAnswer with the letter of the correct option."
+
+
+def chunk_texts(context: str, chunk_ends: tuple[int, ...] | list[int]) -> list[str]:
+    """The chunks a plan cuts a context into, from each chunk's end offset."""
+    starts = (0, *chunk_ends[:-1])
+    return [context[s:e] for s, e in zip(starts, chunk_ends)]

@@ -141,7 +141,7 @@ def parse_summary_and_action(raw: str) -> tuple[Summary, Action, str | None]:
     text = raw.strip()
     has_read, has_stop = READ in text, STOP in text
     if not has_read and not has_stop:
-        raise MalformedOutput(f"no action: expected {READ} or {STOP} after the summary, got {_quote(text)}")
+        raise MalformedOutput(f"no action: expected {READ} or {STOP} after the summary, got {quote(text)}")
     cut = min(i for i in (text.find(READ), text.find(STOP)) if i >= 0)
     action: Action = "STOP" if text.startswith(STOP, cut) else "READ"
     body, rest = text[:cut], text[cut + len(ACTION_TOKEN[action]) :]
@@ -151,13 +151,13 @@ def parse_summary_and_action(raw: str) -> tuple[Summary, Action, str | None]:
     for m, nxt in zip(matches, matches[1:] + [None]):
         name = m.group(1)
         if name in fields:
-            raise MalformedOutput(f"field {name!r} appears twice in {_quote(body)}")
+            raise MalformedOutput(f"field {name!r} appears twice in {quote(body)}")
         fields[name] = body[m.end() : nxt.start() if nxt else len(body)].strip()
     missing = [f for f in SUMMARY_FIELDS if f not in fields]
     if missing:
-        raise MalformedOutput(f"summary is missing field(s) {', '.join(missing)}: {_quote(body)}")
+        raise MalformedOutput(f"summary is missing field(s) {', '.join(missing)}: {quote(body)}")
     if not fields["Target"]:
-        raise MalformedOutput(f"field 'Target' is empty in {_quote(body)}")
+        raise MalformedOutput(f"field 'Target' is empty in {quote(body)}")
     summary = Summary(fields["Target"], fields["Clues"], fields["Reason"])
 
     if action == "READ":
@@ -166,9 +166,10 @@ def parse_summary_and_action(raw: str) -> tuple[Summary, Action, str | None]:
     if answer.lower().startswith("answer:"):
         answer = answer[len("answer:") :].strip()
     if not answer:
-        raise MalformedOutput(f"{STOP} is not followed by an answer: {_quote(text)}")
+        raise MalformedOutput(f"{STOP} is not followed by an answer: {quote(text)}")
     return summary, action, answer
 
 
-def _quote(text: str, limit: int = 200) -> str:
+def quote(text: str, limit: int = 200) -> str:
+    """A piece of text for an error message: repr'd, so whitespace shows, and cut at `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "…")

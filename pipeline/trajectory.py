@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipeline.documents import chunk_texts
 from pipeline.stream import Action, RenderedStream, StreamRound, Summary, render_stream
 
 
@@ -39,8 +40,7 @@ class Trajectory:
 
     @property
     def chunks(self) -> list[str]:
-        starts = (0,) + self.chunk_ends[:-1]
-        return [self.context[s:e] for s, e in zip(starts, self.chunk_ends)]
+        return chunk_texts(self.context, self.chunk_ends)
 
     @property
     def prompt_tokens(self) -> int:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.chunking import ChunkPlan
-from pipeline.documents import Document
+from pipeline.documents import Document, chunk_texts, question_text
 from pipeline.metrics import score_answer
-from pipeline.stream import ACTION_TOKEN, END, READ, STOP, Action, MalformedOutput, Summary, parse_summary_and_action
+from pipeline.stream import (
+    ACTION_TOKEN, END, READ, STOP, Action, MalformedOutput, Summary, parse_summary_and_action, quote,
+)
 from pipeline.trajectory import TeacherRound, Trajectory
 from teachers.hints import HINTS, EvidenceHints, FixedParts, HintRound, no_context_prompt
 
@@ -36,7 +38,7 @@ class TeacherError(RuntimeError):
     def __init__(self, document_id: str, round_index: int | None, problem: str, output: str | None = None):
         self.document_id, self.round_index, self.problem, self.output = document_id, round_index, problem, output
         where = f"document {document_id!r}" + (f", round {round_index}" if round_index is not None else "")
-        quoted = f"; output: {_quote(output)}" if output is not None else ""
+        quoted = f"; output: {quote(output, 300)}" if output is not None else ""
         super().__init__(f"{where}: {problem}{quoted}")
 
 
@@ -91,15 +93,6 @@ class PromptTemplates:
 
 def _template_names(folder: Path) -> set[str]:
     return {p.name.split(".", 1)[0] for p in folder.glob("*.txt")}
-
-
-def question_text(doc: Document) -> str:
-    """The question as the reader sees it: multiple-choice options are part of it."""
-    if not doc.options:
-        return doc.question
-    letters = [chr(ord("A") + i) for i in range(len(doc.options))]
-    lines = [f"{letter}. {option}" for letter, option in zip(letters, doc.options)]
-    return doc.question + "\n" + "\n".join(lines) + "\nAnswer with the letter of the correct option."
 
 
 def record_metadata(doc: Document) -> dict[str, Any]:
@@ -157,11 +150,6 @@ def answer_regex(field_max_chars: int, fixed: FixedParts | None = None) -> str:
     if fixed is not None and fixed.answer:
         return f" {_literal(fixed.answer)}"
     return f" ?[^\\n<]{{1,{field_max_chars}}}"
-
-
-def chunk_texts(context: str, chunk_ends: tuple[int, ...]) -> list[str]:
-    starts = (0,) + chunk_ends[:-1]
-    return [context[s:e] for s, e in zip(starts, chunk_ends)]
 
 
 class Teacher(ABC):
@@ -381,7 +369,7 @@ def _parse_round(raw: str, final: bool) -> tuple[Summary, Action, str]:
     """
     positions = {action: raw.find(token) for action, token in ACTION_TOKEN.items() if token in raw}
     if not positions:
-        raise MalformedOutput(f"no action: expected {READ} or {STOP} after the summary, got {_quote(raw.strip())}")
+        raise MalformedOutput(f"no action: expected {READ} or {STOP} after the summary, got {quote(raw.strip(), 300)}")
     action: Action = min(positions, key=positions.get)
     if final and action != "STOP":
         raise MalformedOutput(f"this was the last round, so it must end with {STOP}, but it ends with {READ}")
@@ -398,7 +386,3 @@ def _clean_answer(text: str) -> str:
     for marker in (READ, STOP):
         answer = answer.split(marker, 1)[0]
     return _ANSWER_PREFIX.sub("", answer).strip()
-
-
-def _quote(text: str, limit: int = 300) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.chunking import ChunkPlan
-from pipeline.documents import Document, sentence_around
+from pipeline.documents import Document, Evidence, question_text, sentence_around
 from pipeline.metrics import score_answer
 from pipeline.stream import READ, STOP, Summary, parse_summary_and_action
 from pipeline.trajectory import TeacherRound, Trajectory
-from teachers.base import Teacher, TeacherError, check_plan, question_text, record_metadata
+from teachers.base import Teacher, TeacherError, check_plan, record_metadata
 
 NO_CLUES = "None yet."
 NOTHING_NEW = "Nothing relevant."
