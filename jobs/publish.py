@@ -4,14 +4,13 @@ A dataset folder holds README.md (the dataset card; its YAML `configs` point at 
 `datasets.load_dataset(folder)` reads it), the parquet shards, manifest.json and statistics.json. A model folder
 holds the checkpoint's files as they are and README.md (the model card). To the Hub: the same folder is built in a
 temporary directory, the repository is created (private unless --public) and the folder uploaded in one commit.
-The token comes from the HF_TOKEN environment variable and is never printed.
+The token comes from the HF_TOKEN environment variable (or `hf auth login`) and is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -78,11 +77,13 @@ def _publish(stage, repo_type: str, target: PublishTarget) -> str:
 
 
 def hub_token() -> str:
-    token = os.environ.get("HF_TOKEN", "").strip()
+    from huggingface_hub import get_token
+
+    token = get_token()  # $HF_TOKEN, else the token `hf auth login` saved
     if not token:
         raise RuntimeError(
-            "no Hugging Face token: publishing to the Hub reads it from the HF_TOKEN environment variable. "
-            "Fix: export HF_TOKEN=... (a token with write access), or publish to a local folder with --to"
+            "no Hugging Face token: publishing to the Hub reads it from the HF_TOKEN environment variable or from "
+            "`hf auth login`. Fix: export HF_TOKEN=... (a token with write access), or publish to a local folder with --to"
         )
     return token
 

@@ -76,12 +76,28 @@ def test_public_flag_makes_a_public_repo(exported_student, monkeypatch):
     assert hub.calls[0][1]["private"] is False
 
 
-def test_hub_without_token_fails_before_any_request(exported_student, monkeypatch):
+def test_hub_without_token_fails_before_any_request(exported_student, monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
     hub = RecordedHub(monkeypatch)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no saved login
     with pytest.raises(RuntimeError, match="HF_TOKEN"):
         main(["publish", "--model", str(exported_student), "--repo-id", "someone/tiny-swa"])
     assert hub.calls == []
+
+
+def test_a_saved_login_is_used_when_HF_TOKEN_is_unset(exported_student, monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    hub = RecordedHub(monkeypatch)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    (tmp_path / "token").write_text(TOKEN)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    main(["publish", "--model", str(exported_student), "--repo-id", "someone/tiny-swa"])
+    assert [call[1]["token"] for call in hub.calls] == [TOKEN, TOKEN]
 
 
 def test_model_folder_without_config_is_refused(tmp_path, capsys):
