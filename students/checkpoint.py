@@ -10,7 +10,6 @@ mid-save resumes from the previous checkpoint, never from a half-written one.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.files import staged_folder, write_atomic
 from students.data import DataPosition
 
 LATEST = "latest"
@@ -87,9 +87,7 @@ def save_checkpoint(engine, checkpoint_dir: str | Path, state: TrainState, keep_
     engine.save_checkpoint(str(checkpoint_dir), tag=tag, client_state={"train_state": state.to_json()}, save_latest=False)
     dist.barrier()
     if rank == 0:
-        staging = checkpoint_dir / (LATEST + ".tmp")
-        staging.write_text(tag)
-        os.replace(staging, checkpoint_dir / LATEST)
+        write_atomic(checkpoint_dir / LATEST, lambda tmp: Path(tmp).write_text(tag))
         prune_checkpoints(checkpoint_dir, keep_last)
     dist.barrier()
     return folder
@@ -155,14 +153,11 @@ class ExportInfo:
 def export_hf(model, state_dict, tokenizer, out_dir: str | Path, info: ExportInfo) -> Path:
     """Write a Hugging Face folder: safetensors weights, config, tokenizer (with the stream tokens), model card."""
     out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    _plot_loss(info.losses, staging / "loss_curve.png")
-    model_card(info).save(staging / "README.md")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(staging, out_dir)
+    with staged_folder(out_dir) as staging:
+        model.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        _plot_loss(info.losses, staging / "loss_curve.png")
+        model_card(info).save(staging / "README.md")
     return out_dir
 
 

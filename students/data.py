@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.files import staged_folder
 from pipeline.stream import RenderedStream, loss_mask_for_offsets
 from pipeline.trajectory import Trajectory
 
@@ -112,28 +111,24 @@ class TokenizedCorpus:
             if meta.get("source") == source and meta.get("format") == cls.FORMAT:
                 return cls(directory)
 
-        staging = directory.with_name(directory.name + ".building")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        offsets, document_ids, content_hashes = [0], [], []
-        with open(staging / "tokens.bin", "wb") as tok_f, open(staging / "mask.bin", "wb") as mask_f:
-            for trajectory in trajectories:
-                stream = tokenize_trajectory(trajectory, tokenizer)
-                tok_f.write(np.asarray(stream.input_ids, dtype=np.int32).tobytes())
-                mask_f.write(np.asarray(stream.loss_mask, dtype=np.uint8).tobytes())
-                offsets.append(offsets[-1] + len(stream.input_ids))
-                document_ids.append(trajectory.document_id)
-                content_hashes.append(trajectory.content_hash())
-        if len(offsets) == 1:
-            raise ValueError(f"the corpus has no trajectories to train on (source {source}); generate a corpus first")
-        _bin_to_npy(staging / "tokens.bin", staging / "tokens.npy", np.int32)
-        _bin_to_npy(staging / "mask.bin", staging / "loss_mask.npy", np.uint8)
-        np.save(staging / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-        meta = {"format": cls.FORMAT, "source": source, "num_streams": len(document_ids), "num_tokens": offsets[-1],
-                "document_ids": document_ids, "content_hashes": content_hashes}
-        (staging / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(staging, directory)
+        with staged_folder(directory) as staging:
+            offsets, document_ids, content_hashes = [0], [], []
+            with open(staging / "tokens.bin", "wb") as tok_f, open(staging / "mask.bin", "wb") as mask_f:
+                for trajectory in trajectories:
+                    stream = tokenize_trajectory(trajectory, tokenizer)
+                    tok_f.write(np.asarray(stream.input_ids, dtype=np.int32).tobytes())
+                    mask_f.write(np.asarray(stream.loss_mask, dtype=np.uint8).tobytes())
+                    offsets.append(offsets[-1] + len(stream.input_ids))
+                    document_ids.append(trajectory.document_id)
+                    content_hashes.append(trajectory.content_hash())
+            if len(offsets) == 1:
+                raise ValueError(f"the corpus has no trajectories to train on (source {source}); generate a corpus first")
+            _bin_to_npy(staging / "tokens.bin", staging / "tokens.npy", np.int32)
+            _bin_to_npy(staging / "mask.bin", staging / "loss_mask.npy", np.uint8)
+            np.save(staging / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+            meta = {"format": cls.FORMAT, "source": source, "num_streams": len(document_ids),
+                    "num_tokens": offsets[-1], "document_ids": document_ids, "content_hashes": content_hashes}
+            (staging / "meta.json").write_text(json.dumps(meta))
         return cls(directory)
 
 
