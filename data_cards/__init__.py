@@ -1,5 +1,5 @@
 """Dataset and model cards filled from manifests."""
 
-from data_cards.cards import dataset_card, model_card
+from data_cards.cards import dataset_card, model_card, training_card
 
-__all__ = ["dataset_card", "model_card"]
+__all__ = ["dataset_card", "model_card", "training_card"]

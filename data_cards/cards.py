@@ -63,6 +63,27 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
     )
 
 
+def training_card(run: dict[str, Any]):
+    """The card the train job's export carries: the run (an ExportInfo as a dict), its loss curve and config."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    kind = {"swa": "sliding-window attention", "gla": "gated linear attention"}.get(run["student"], run["student"])
+    card_data = ModelCardData(
+        library_name="transformers", pipeline_tag="text-generation", license="apache-2.0", base_model=run["base_model"],
+        tags=["smooth-reading", f"smooth-reading-{run['student']}", "recurrent", "long-context"],
+    )
+    losses = [tuple(point) for point in run["losses"]]
+    curve = losses[:: max(1, len(losses) // 10)]  # about ten rows, and always the last step
+    if losses and curve[-1] != losses[-1]:
+        curve.append(losses[-1])
+    return ModelCard.from_template(
+        card_data, template_path=str(TEMPLATES / "training_run.md"), kind=kind,
+        **{k: run[k] for k in ("base_model", "corpus", "corpus_manifest_hash", "steps", "tokens_seen", "seq_len")},
+        final_loss=f"{losses[-1][1]:.4f}" if losses else "nan", curve=curve,
+        config_json=json.dumps(run["config"], indent=2, sort_keys=True),
+    )
+
+
 def config_window(config: dict[str, Any]) -> int | None:
     """The window of a sliding-window student's config.json: a stock Mistral / Qwen2 whose every layer is
     sliding-window (or a legacy `smooth_reading_swa` export); None for any other model."""

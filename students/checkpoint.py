@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_cards import training_card
 from pipeline.files import staged_folder, write_atomic
 from students.data import DataPosition
 
@@ -157,58 +158,8 @@ def export_hf(model, state_dict, tokenizer, out_dir: str | Path, info: ExportInf
         model.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         _plot_loss(info.losses, staging / "loss_curve.png")
-        model_card(info).save(staging / "README.md")
+        training_card(asdict(info)).save(staging / "README.md")
     return out_dir
-
-
-def model_card(info: ExportInfo):
-    """The model card of an exported student, filled from the run."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    data = ModelCardData(
-        library_name="transformers", pipeline_tag="text-generation", license="apache-2.0",
-        base_model=info.base_model, tags=["smooth-reading", f"smooth-reading-{info.student}", "recurrent", "long-context"],
-    )
-    sample = info.losses[:: max(1, len(info.losses) // 10)]
-    if info.losses and sample[-1] != info.losses[-1]:
-        sample.append(info.losses[-1])
-    curve = "\n".join(f"| {step} | {loss:.4f} |" for step, loss in sample)
-    kind = {"swa": "sliding-window attention", "gla": "gated linear attention"}.get(info.student, info.student)
-    body = f"""
-# Smooth Reading student ({kind})
-
-A recurrent student distilled on a Smooth Reading corpus (end-to-end multi-round reading, arXiv 2507.19353): it reads
-a document chunk by chunk in one continuous stream, writing a Target / Clues / Reason summary after each chunk and
-`<READ>` or `<STOP>` followed by the answer, in constant memory.
-
-| | |
-|---|---|
-| student | {kind} |
-| initialised from | {info.base_model or "scratch (tokenizer trained on the corpus)"} |
-| corpus | `{info.corpus}` |
-| corpus manifest hash | `{info.corpus_manifest_hash}` |
-| optimizer steps | {info.steps} |
-| tokens trained on | {info.tokens_seen} |
-| training length | {info.seq_len} tokens per packed row |
-| final loss | {info.losses[-1][1] if info.losses else float("nan"):.4f} |
-
-## Loss
-
-![loss curve](loss_curve.png)
-
-| step | loss |
-|---|---|
-{curve}
-
-## Training configuration
-
-```json
-{json.dumps(info.config, indent=2, sort_keys=True)}
-```
-
-Loss is taken on summary, action and answer tokens only, never on query or chunk tokens.
-"""
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
 def _plot_loss(losses: list[tuple[int, float]], path: Path) -> None:
