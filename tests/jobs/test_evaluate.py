@@ -12,16 +12,15 @@ from jobs.evaluate import (
     EvalItem,
     aggregate,
     build_items,
-    classification_score,
     evaluate,
     length_bucket,
-    markdown_table,
     longbench_items,
-    parse_longbench_spec,
+    markdown_table,
     score_item,
 )
 from pipeline.chunking import WordEstimate
 from pipeline.documents import Document
+from pipeline.longbench import classification_score, parse_longbench_spec
 
 WINDOW = 64  # the exported_student fixture's window
 
