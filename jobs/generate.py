@@ -14,24 +14,24 @@ generate ...` runs the same code on a cluster. See docs/generate.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
 import time
-import warnings
 from collections import deque
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+import ray
+import yaml
 
 from jobs.generate_config import (
     DEFAULT_CONFIG,
     PREPARED_MODELS,
     ChunkingConfig,
     EngineConfig,
-    FaultConfig,
     FilterConfig,
     GenerateConfig,
     PartConfig,
@@ -40,6 +40,20 @@ from jobs.generate_config import (
     missing_model,
     resolve_model,
 )
+from jobs.prepare_data import prepared_file
+from jobs.teacher_models import prepare_smollm2
+from pipeline import readers, sources
+from pipeline.chunking import TokenizerCounter, WordEstimate, plan_chunks
+from pipeline.corpus import CorpusWriter
+from pipeline.documents import Document, DocumentError
+from pipeline.files import write_atomic
+from pipeline.ordering import in_read_order
+from pipeline.qa_data import hotpotqa_full_questions, long_squad
+from pipeline.rejects import Reject
+from pipeline.trajectory import Trajectory
+from pipeline.verify import verify
+from teachers import build_teacher
+from teachers.base import TeacherError, TeacherUnavailable
 
 log = logging.getLogger("smooth_reading.generate")
 
@@ -48,14 +62,10 @@ log = logging.getLogger("smooth_reading.generate")
 
 
 def _reject(document_id: str, stage: str, field_name: str, reason: str, fix: str):
-    from pipeline.rejects import Reject
-
     return Reject(document_id=document_id, field=field_name, reason=reason, fix=fix, stage=stage)
 
 
 def make_counter(chunking: ChunkingConfig):
-    from pipeline.chunking import TokenizerCounter, WordEstimate
-
     if chunking.counter == "words":
         return WordEstimate()
     from transformers import AutoTokenizer
@@ -65,22 +75,14 @@ def make_counter(chunking: ChunkingConfig):
 
 def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
     """Stage read: the documents (and reject records for unreadable ones) of one source."""
-    from pipeline import readers, sources
-
     if source.kind == "file":
         items = readers.read_documents(source.path)
     elif source.kind == "long_hotpotqa":
         questions = None
         if source.dataset == "full":
-            from jobs.prepare_data import prepared_file
-            from pipeline.qa_data import hotpotqa_full_questions
-
             questions = hotpotqa_full_questions(str(prepared_file("hotpotqa.json")))
         items = sources.long_hotpotqa(source.target_tokens, source.n, seed, counter, questions=questions)
     elif source.kind == "long_squad":
-        from jobs.prepare_data import prepared_file
-        from pipeline.qa_data import long_squad
-
         items = long_squad(str(prepared_file("squad.json")), source.target_tokens, source.n, seed, counter)
     elif source.kind == "quality":
         items = sources.quality_documents()
@@ -95,8 +97,6 @@ def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
 
 def validate(items: Iterable[Any], seen_ids: set[str]) -> Iterator[Any]:
     """Stage validate: documents are checked once more (any reader's output) and ids must be unique in the run."""
-    from pipeline.documents import Document, DocumentError
-
     for item in items:
         if not isinstance(item, Document):
             yield item
@@ -116,9 +116,6 @@ def validate(items: Iterable[Any], seen_ids: set[str]) -> Iterator[Any]:
 
 def plan(items: Iterable[Any], chunking: ChunkingConfig, seed: int, counter) -> Iterator[Any]:
     """Stage plan: each document's chunk plan, drawn with the run's seed (the same on every rerun)."""
-    from pipeline.chunking import plan_chunks
-    from pipeline.documents import Document, DocumentError
-
     for item in items:
         if not isinstance(item, Document):
             yield item
@@ -139,17 +136,8 @@ class TeacherActor:
     refuses (rejected at once) from a failure worth a retry, whatever Ray does to exception types.
     """
 
-    def __init__(self, teacher_config: dict[str, Any], fault: dict[str, Any]):
-        import ray
-
-        from teachers import build_teacher
-
+    def __init__(self, teacher_config: dict[str, Any]):
         self.teacher = build_teacher(teacher_config)
-        self.fault = FaultConfig(**fault)
-        self.started = 0
-        with warnings.catch_warnings():  # Ray's own property uses an API it deprecated
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self.first_life = not ray.get_runtime_context().was_current_actor_reconstructed
 
     def ready(self) -> bool:
         return True
@@ -162,16 +150,6 @@ class TeacherActor:
         return stats() if stats else {}
 
     async def read(self, doc, chunk_plan, max_rounds: int) -> tuple[str, Any]:
-        from teachers.base import TeacherError, TeacherUnavailable
-
-        self.started += 1
-        fault = self.fault
-        if doc.id == fault.crash_on_document or (
-            self.first_life and fault.crash_after_documents and self.started > fault.crash_after_documents
-        ):
-            os._exit(1)
-        if fault.delay_per_document_s:
-            await asyncio.sleep(fault.delay_per_document_s)
         try:
             return "done", await self.teacher.read(doc, chunk_plan, max_rounds)
         except TeacherError as e:
@@ -206,7 +184,6 @@ class _Flight:
 
 class Progress:
     """Counts documents and tokens and logs one progress line every interval."""
-
     def __init__(self, part: str, total: int, interval_s: float):
         self.part, self.total, self.interval_s = part, total, interval_s
         self.done = self.rejected = self.in_flight = 0
@@ -244,9 +221,7 @@ class EnginePool:
     errors) is rejected with its last error.
     """
 
-    def __init__(self, part: PartConfig, engine: EngineConfig, fault: FaultConfig):
-        import ray
-
+    def __init__(self, part: PartConfig, engine: EngineConfig):
         self.part, self.engine = part, engine
         llm = part.teacher.get("backend") != "rules"
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -262,7 +237,7 @@ class EnginePool:
         teacher = dict(part.teacher)
         if "model" in teacher:
             teacher["model"] = resolve_model(teacher["model"])
-        self.actors = [actor_class.remote(teacher, asdict(fault)) for _ in range(num_actors)]
+        self.actors = [actor_class.remote(teacher) for _ in range(num_actors)]
         log.info("[%s] %d teacher actor(s), %s each, up to %d documents in flight each", part.name, num_actors,
                  resources, engine.max_in_flight)
         try:
@@ -282,8 +257,6 @@ class EnginePool:
 
     def teach(self, items: Iterable[Any], progress: Progress) -> Iterator[Any]:
         """Stage teach: (document, plan) pairs in, trajectories and reject records out, in order of finishing."""
-        import ray
-
         source = iter(items)
         passed_through: list[Any] = []  # rejects of earlier stages, handed on as they come
         retries: deque[_Work] = deque()
@@ -371,8 +344,6 @@ class EnginePool:
 
     def _await_restart(self, i: int) -> None:
         """Wait for actor i to be restarted; one that does not come back is left out while others remain."""
-        import ray
-
         deadline = time.monotonic() + self.engine.restart_timeout_s
         while True:
             try:
@@ -401,13 +372,9 @@ class EnginePool:
         log.warning("[%s] teacher actor %d %s; the other actors read its documents", self.part.name, i, what)
 
     def prefix_cache_stats(self) -> list[dict[str, Any]]:
-        import ray
-
         return ray.get([a.prefix_cache_stats.remote() for a, lost in zip(self.actors, self.lost) if not lost])
 
     def close(self) -> None:
-        import ray
-
         for actor, lost in zip(self.actors, self.lost):
             if not lost:
                 try:
@@ -426,8 +393,6 @@ _TEACHER_FIX = ("none needed for the run (the document is left out); if many doc
 
 def filter_trajectories(items: Iterable[Any], config: FilterConfig, counter, progress: Progress) -> Iterator[Any]:
     """Stage filter: keep trajectories that are well formed and pass the verifier (pipeline/verify.py)."""
-    from pipeline.trajectory import Trajectory
-
     for item in items:
         if not isinstance(item, Trajectory):
             yield item
@@ -448,8 +413,6 @@ def filter_trajectories(items: Iterable[Any], config: FilterConfig, counter, pro
 
 def _filter_reason(t, config: FilterConfig, counter) -> tuple[tuple | None, int]:
     """(field, reason, fix[, failed checks]) when the trajectory is left out, else None; and the stream's tokens."""
-    from pipeline.verify import verify
-
     left_out = "none needed (the document is left out)"
     if not t.rounds:
         return ("rounds", "the teacher wrote no round", left_out), 0
@@ -493,8 +456,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.prepare_teacher:
-        from jobs.teacher_models import prepare_smollm2
-
         log.info("teacher prepared in %s", prepare_smollm2())
     output = Path(args.output)
     config_path = args.config or (output / "config.yaml" if (output / "config.yaml").exists() else DEFAULT_CONFIG)
@@ -510,10 +471,6 @@ def run(args: argparse.Namespace) -> int:
 
 def generate(config: GenerateConfig, output: str | Path, address: str | None = None) -> dict[str, Any]:
     """Run (or resume) a generation into `output`; returns what was accepted and rejected, per part."""
-    import ray
-
-    from pipeline.corpus import CorpusWriter
-
     output = Path(output)
     skipped = _missing_models(config)
     _write_config(config, output)
@@ -543,10 +500,6 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
 
 
 def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], seen: set[str]) -> dict[str, Any]:
-    from pipeline.documents import Document
-    from pipeline.ordering import in_read_order
-    from pipeline.trajectory import Trajectory
-
     counter = make_counter(part.chunking)
     # Stages read -> validate run here, up front, so the total (for the ETA) is known and done ids are skipped.
     todo: list[Any] = []
@@ -567,7 +520,7 @@ def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], 
 
     engine = part.engine or config.engine
     progress = Progress(part.name, len(documents), engine.progress_interval_s)
-    pool = EnginePool(part, engine, config.fault)
+    pool = EnginePool(part, engine)
     try:
         planned = plan(documents, part.chunking, config.seed, counter)
         taught = pool.teach(planned, progress)
@@ -610,8 +563,6 @@ def _missing_models(config: GenerateConfig) -> dict[str, str]:
 
 def _write_config(config: GenerateConfig, output: Path) -> None:
     """config.yaml in the output: written on the first run; a rerun must bring the same content settings."""
-    import yaml
-
     output.mkdir(parents=True, exist_ok=True)
     path = output / "config.yaml"
     if path.exists():
@@ -622,6 +573,5 @@ def _write_config(config: GenerateConfig, output: Path) -> None:
                 f"{output} was generated with another config (changed: {changed}); resuming would mix two corpora. "
                 f"Fix: rerun with the saved {path} (or no --config), or write to a new --output"
             )
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False),
+                                                        encoding="utf-8"))

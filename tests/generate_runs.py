@@ -22,7 +22,7 @@ def rules_config(sources=(NIAH, HOTPOT), **overrides) -> dict:
 
 
 def corpus_bytes(output: Path) -> dict[str, bytes]:
-    """Every file the corpus is made of (not config.yaml, which also holds engine and fault settings)."""
+    """Every file the corpus is made of (not config.yaml, which also holds engine settings)."""
     names = ["manifest.json", "statistics.json", "rejects.jsonl"]
     names += [f"data/{p.name}" for p in sorted((output / "data").glob("train-*.parquet"))]
     return {name: (output / name).read_bytes() for name in names if (output / name).exists()}

@@ -1,5 +1,7 @@
 """The generate job with the rule teacher (fast): the corpus it writes, bad input, faults, resume, the config.
 
+Faults (a teacher actor that dies) are injected from outside the job by tests/faults.py.
+
 One local Ray cluster (2 CPUs) serves the module; `generate` joins it instead of starting its own.
 """
 
@@ -9,6 +11,7 @@ import argparse
 import json
 import re
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
 from pipeline.trajectory import Trajectory
 from pipeline.verify import CHECKS
+from tests.faults import runtime_env
 from tests.generate_runs import NIAH, corpus_bytes, rules_config
 
 
@@ -42,13 +46,33 @@ def rejects_by_id(output: Path) -> dict[str, list]:
     return by_id
 
 
+def start_ray(**faults) -> None:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env(**faults))
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray()
     yield
     ray.shutdown()
+
+
+@contextmanager
+def faulty_ray(**faults):
+    """The module's cluster restarted with teacher actors that fail as `faults` say (tests/faults.py)."""
+    import ray
+
+    ray.shutdown()
+    start_ray(**faults)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        start_ray()
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +132,7 @@ def test_resume_with_another_config_is_refused_naming_what_changed(reference_run
     changed = rules_config(seed=1)
     with pytest.raises(GenerateError, match=r"changed: \['seed'\].*Fix: rerun with the saved"):
         run_config(changed, reference_run)
-    # Engine and fault settings do not change the records: a resume may tune them.
+    # Engine settings do not change the records: a resume may tune them.
     tuned = rules_config(engine={"max_in_flight": 1, "num_cpus": 1})
     assert config_from_dict(tuned).content_hash() == config_from_dict(rules_config()).content_hash()
 
@@ -157,17 +181,16 @@ def test_bad_input_documents_become_rejects_and_the_job_completes(ray_cluster, t
 
 def test_a_crashing_engine_actor_is_restarted_and_nothing_is_lost(reference_run, tmp_path):
     output = tmp_path / "crash"
-    config = rules_config(fault={"crash_after_documents": 5}, engine={"max_in_flight": 4, "max_restarts": 2})
-    run_config(config, output)
+    with faulty_ray(crash_after_documents=5):
+        run_config(rules_config(engine={"max_in_flight": 4, "max_restarts": 2}), output)
     assert corpus_bytes(output) == corpus_bytes(reference_run)
 
 
 def test_a_document_that_keeps_crashing_its_engine_is_rejected_alone(reference_run, tmp_path):
     poison = "niah-s0-L600-d0.5-1"
     output = tmp_path / "poison"
-    config = rules_config(fault={"crash_on_document": poison},
-                          engine={"max_in_flight": 4, "max_restarts": 6, "max_attempts": 2})
-    summary = run_config(config, output)
+    with faulty_ray(crash_on_document=poison):
+        summary = run_config(rules_config(engine={"max_in_flight": 4, "max_restarts": 6, "max_attempts": 2}), output)
     assert summary["parts"]["rules"]["rejected"] == 1
     (reject,) = read_rejects(output / "rejects.jsonl")
     assert (reject.document_id, reject.stage, reject.field) == (poison, "teacher", "teacher")
@@ -180,9 +203,8 @@ def test_a_document_that_keeps_crashing_its_engine_is_rejected_alone(reference_r
 def test_an_engine_that_dies_past_its_restarts_stops_the_job_and_a_rerun_finishes(reference_run, tmp_path):
     output = tmp_path / "dead"
     poison = "niah-s0-L300-d0-0"
-    config = rules_config(fault={"crash_on_document": poison}, engine={"max_restarts": 0, "max_in_flight": 2})
-    with pytest.raises(GenerateError, match="died more than engine.max_restarts=0 times"):
-        run_config(config, output)
+    with faulty_ray(crash_on_document=poison), pytest.raises(GenerateError, match="died more than engine.max_restarts"):
+        run_config(rules_config(engine={"max_restarts": 0, "max_in_flight": 2}), output)
     # The fault gone, the same command resumes the corpus to the uninterrupted run's bytes.
     run_config(rules_config(), output)
     assert corpus_bytes(output) == corpus_bytes(reference_run)
@@ -252,3 +274,11 @@ def test_config_errors_name_the_setting_and_the_fix(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(rules_config()))
     assert load_config(path) == config_from_dict(rules_config())
+
+
+def test_a_corpus_saved_by_an_older_version_with_its_fault_block_still_resumes():
+    # Older versions wrote test-only fault settings, all off, into every corpus's config.yaml.
+    old = rules_config(fault={"crash_after_documents": 0, "crash_on_document": "", "delay_per_document_s": 0.0})
+    assert config_from_dict(old).content_hash() == config_from_dict(rules_config()).content_hash()
+    with pytest.raises(ValueError, match="'fault' settings are no longer part of the job. Fix: remove"):
+        config_from_dict(rules_config(fault={"crash_after_documents": 5}))

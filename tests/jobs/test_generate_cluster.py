@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from pipeline.corpus import read_corpus
+from tests.faults import job_env
 from tests.generate_runs import NIAH, corpus_bytes, rules_config
 
 pytestmark = pytest.mark.slow
@@ -151,14 +152,14 @@ def test_losing_a_worker_node_part_way_still_ends_with_every_document_once(tmp_p
         values["shard_size"] = 3
         values["engine"] = {"num_actors": 2, "num_cpus": 0.5, "resources": {"teacher": 1}, "max_in_flight": 2,
                             "max_restarts": 1, "restart_timeout_s": 20, "progress_interval_s": 2}
-        values["fault"] = {"delay_per_document_s": 1.0}
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(values))
         output = tmp_path / "corpus"
         driver = subprocess.Popen(
             [sys.executable, "-m", "jobs.cli", "generate", "--config", str(config), "--output", str(output),
              "--address", f"127.0.0.1:{gcs}"],
-            cwd=Path(__file__).resolve().parents[2], env=RAY_ENV, stdout=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2], env=job_env(RAY_ENV, delay_per_document_s=1.0),
+            stdout=subprocess.DEVNULL,
             stderr=open(tmp_path / "driver.log", "w"), start_new_session=True,
         )
         try:
@@ -182,7 +183,6 @@ def test_losing_a_worker_node_part_way_still_ends_with_every_document_once(tmp_p
     reference = tmp_path / "reference"
     local = {**os.environ, "RAY_ADDRESS": ""}
     values["engine"] = {"max_in_flight": 4}
-    values.pop("fault")
     config.write_text(yaml.safe_dump(values))
     subprocess.run([sys.executable, "-m", "jobs.cli", "generate", "--config", str(config), "--output",
                     str(reference)], cwd=Path(__file__).resolve().parents[2], env=local, check=True,

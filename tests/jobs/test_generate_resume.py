@@ -15,6 +15,7 @@ import yaml
 
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
+from tests.faults import job_env
 from tests.generate_runs import NIAH, corpus_bytes, rules_config
 
 pytestmark = pytest.mark.slow
@@ -26,8 +27,11 @@ def generate_command(config: Path, output: Path) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", "generate", "--config", str(config), "--output", str(output)]
 
 
+SLOW = job_env(delay_per_document_s=0.25)  # slow enough to be killed part-way
+
+
 def run_to_completion(config: Path, output: Path) -> None:
-    subprocess.run(generate_command(config, output), cwd=REPO, check=True, capture_output=True, timeout=300)
+    subprocess.run(generate_command(config, output), cwd=REPO, env=SLOW, check=True, capture_output=True, timeout=300)
 
 
 def corpus_state(output: Path) -> tuple[Counter, set]:
@@ -45,13 +49,12 @@ def test_sigkill_part_way_then_rerun_equals_an_uninterrupted_run(tmp_path):
     )
     values["shard_size"] = 3
     values["engine"] = {"max_in_flight": 2, "progress_interval_s": 1}
-    values["fault"] = {"delay_per_document_s": 0.25}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(values))
 
     interrupted = tmp_path / "interrupted"
     # Its own session, so the kill takes the local Ray cluster it started down with it.
-    process = subprocess.Popen(generate_command(config, interrupted), cwd=REPO, start_new_session=True,
+    process = subprocess.Popen(generate_command(config, interrupted), cwd=REPO, env=SLOW, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
