@@ -61,7 +61,8 @@ def build_models(config: BenchConfig, length: int):
 def engine_for(model):
     import deepspeed
 
-    from students.train import TrainConfig, build_optimizer, deepspeed_config
+    from students.train import build_optimizer
+    from students.train_config import TrainConfig, deepspeed_config
 
     train_config = TrainConfig()
     engine, _, _, _ = deepspeed.initialize(

@@ -88,6 +88,7 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     from jobs.generate_config import config_from_dict
     from jobs.publish import PublishTarget, publish_dataset, publish_model
     from jobs.train import launch, prepare_run
+    from students.run_dir import RunDir
 
     output.mkdir(parents=True, exist_ok=True)
     corpus, run_dir, eval_dir = output / "corpus", output / "run", output / "eval"
@@ -108,18 +109,18 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     seconds["train"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    rows = evaluate(run_dir / "export", eval_dir, EvalConfig(**config.evaluate))
+    rows = evaluate(RunDir(run_dir).export, eval_dir, EvalConfig(**config.evaluate))
     seconds["evaluate"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
     publish_dataset(corpus, PublishTarget(local_dir=hub_dataset))
-    publish_model(run_dir / "export", PublishTarget(local_dir=hub_model), evaluation=rows, dataset_id=str(hub_dataset))
+    publish_model(RunDir(run_dir).export, PublishTarget(local_dir=hub_model), evaluation=rows, dataset_id=str(hub_dataset))
     seconds["publish"] = round(time.perf_counter() - start, 1)
 
     table = (eval_dir / "results.md").read_text()
     verdict = target_verdict(rows)
     summary = {"generate": generated, "rows": rows, "seconds": seconds, "verdict": verdict, "table": table,
-               "train_metrics": _last_metrics(run_dir)}
+               "train_metrics": _last_metrics(RunDir(run_dir).metrics)}
     (output / "demo.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
@@ -147,6 +148,6 @@ def _write_yaml(path: Path, values: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
-def _last_metrics(run_dir: Path) -> dict[str, Any]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
+def _last_metrics(path: Path) -> dict[str, Any]:
+    lines = path.read_text().splitlines() if path.exists() else []
     return json.loads(lines[-1]) if lines else {}

@@ -50,7 +50,7 @@ def load_config(config_path: str | Path | None, overrides: dict | None = None):
     """TrainConfig from a YAML file (every key optional) with dotted-key overrides that are not None."""
     import yaml
 
-    from students.train import TrainConfig
+    from students.train_config import TrainConfig
 
     raw = yaml.safe_load(Path(config_path or CONFIG_DIR / "train_tiny.yaml").read_text()) or {}
     for dotted, value in (overrides or {}).items():
@@ -83,12 +83,14 @@ def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None 
     import yaml
 
     from students.data import TokenizedCorpus, tokenizer_hash
-    from students.train import RunSpec, TrainConfig, tokenized_dir, tokenizer_dir
+    from students.run_dir import RunDir, RunSpec
+    from students.train_config import TrainConfig
 
     corpus_dir, run_dir = corpus_dir.resolve(), run_dir.resolve()
     corpus_hash = manifest_hash(corpus_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_file, run_file = run_dir / "config.yaml", run_dir / "run.json"
+    folder = RunDir(run_dir)
+    config_file, run_file = folder.config, folder.run_info
     requested = load_config(config_path, overrides)
 
     if config_file.exists():
@@ -113,9 +115,9 @@ def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None 
         config = requested
     config_file.write_text(yaml.safe_dump(_yaml_friendly(config.to_dict()), sort_keys=False))
 
-    tokenizer = _run_tokenizer(config, corpus_dir, tokenizer_dir(run_dir))
+    tokenizer = _run_tokenizer(config, corpus_dir, folder.tokenizer)
     source = {"corpus_manifest_hash": corpus_hash, "tokenizer_hash": tokenizer_hash(tokenizer)}
-    corpus = TokenizedCorpus.build(_read_corpus(corpus_dir), tokenizer, tokenized_dir(run_dir), source)
+    corpus = TokenizedCorpus.build(_read_corpus(corpus_dir), tokenizer, folder.tokenized, source)
     run_file.write_text(json.dumps({"corpus": str(corpus_dir), **source}, indent=2) + "\n")
     log.info("corpus %s: %d streams, %d tokens", corpus_dir, len(corpus), corpus.num_tokens)
     return RunSpec(run_dir=str(run_dir), config=config.to_dict(), corpus_dir=str(corpus_dir), corpus_manifest_hash=corpus_hash)
@@ -151,7 +153,8 @@ def launch(spec, launcher: str = "auto") -> int:
     """Run the workers: this process alone, or Ray Train's TorchTrainer with one worker per GPU."""
     import torch
 
-    from students.train import TrainConfig, run_training
+    from students.train import run_training
+    from students.train_config import TrainConfig
 
     config = TrainConfig.from_dict(spec.config)
     if launcher == "auto":
@@ -178,7 +181,7 @@ def _launch_ray(spec, num_workers: int) -> int:
         train_loop_per_worker=_ray_worker,
         train_loop_config=asdict(spec),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0),
-        run_config=RunConfig(name="train", storage_path=str(Path(spec.run_dir) / "ray")),
+        run_config=RunConfig(name="train", storage_path=str(spec.folder.ray_storage)),
     )
     trainer.fit()
     return 0

@@ -1,9 +1,11 @@
-"""Distil a Smooth Reading corpus into a recurrent student with DeepSpeed: config, model, step, loop.
+"""Distil a Smooth Reading corpus into a recurrent student with DeepSpeed: model, optimizer, step, loop, export.
 
 `run_training(spec)` is what every worker runs (in-process, or one per GPU under Ray Train): it builds the student,
 wraps it in a DeepSpeed engine, resumes from the run's latest checkpoint if there is one, trains to `max_steps`
 writing metrics and checkpoints, and exports a Hugging Face folder at the end. Data preparation (tokenizer, tokenized
-corpus) happens once, before the workers start (jobs/train.py).
+corpus) happens once, before the workers start (jobs/train.py). Apart, as torchtitan keeps them: the config
+(students/train_config.py), the run folder (students/run_dir.py), checkpoints (students/checkpoint.py) and the
+data (students/data.py).
 
 The loss of an optimizer step is the mean over every loss token of every row of the step (all micro-batches, all
 ranks), as if the step were one large batch: each micro-batch contributes its summed token losses divided by the
@@ -20,130 +22,12 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+from students.run_dir import RunSpec
+from students.train_config import OptimConfig, StudentConfig, TrainConfig, deepspeed_config
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StudentConfig:
-    kind: str = "swa"  # swa (sliding-window attention) | gla (gated linear attention)
-    init: str = "scratch"  # "scratch", or a Hugging Face Llama / Mistral / Qwen2 folder to convert
-    window: int = 256  # swa: tokens each query sees
-    # The architecture below is used from scratch only; a converted checkpoint keeps its own.
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 2
-    num_key_value_heads: int = 1
-    vocab_size: int = 1024  # of the tokenizer trained on the corpus
-    seed: int = 0  # weight initialisation
-
-
-@dataclass
-class DataConfig:
-    seq_len: int = 0  # tokens per packed row (the paper trains at 32k); 0: fit the corpus' longest stream
-    seed: int = 0  # sample order: a pure function of (seed, epoch)
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
-    warmup_steps: int = 10
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    gradient_clipping: float = 1.0
-
-
-@dataclass
-class EngineConfig:
-    zero_stage: int = 1  # 0 | 1 | 2 | 3
-    precision: str = "auto"  # auto (bf16 where the accelerator has it, else fp32) | bf16 | fp32
-    activation_checkpointing: bool = False
-    gradient_accumulation: int = 1  # micro-batches (packed rows) per rank per optimizer step
-
-
-@dataclass
-class CheckpointConfig:
-    every: int = 100  # optimizer steps between checkpoints (and one at the end and on SIGTERM)
-    keep_last: int = 2
-
-
-@dataclass
-class TrainConfig:
-    max_steps: int = 100
-    student: StudentConfig = field(default_factory=StudentConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    num_workers: int = 0  # 0: one per GPU of the cluster (one on a machine without GPUs)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return _from_dict(cls, d or {}, "")
-
-
-def _from_dict(cls, d: dict, where: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; known: {', '.join(sorted(known))}")
-    kwargs = {}
-    for name, value in d.items():
-        default = getattr(cls(), name)
-        if is_dataclass(default):
-            if not isinstance(value, dict):
-                raise ValueError(f"config key {where}{name} must be a mapping, got {value!r}")
-            kwargs[name] = _from_dict(type(default), value, f"{where}{name}.")
-        elif isinstance(default, tuple):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    config = cls(**kwargs)
-    if isinstance(config, StudentConfig) and config.kind not in ("swa", "gla"):
-        raise ValueError(f"student.kind must be 'swa' or 'gla', got {config.kind!r}")
-    if isinstance(config, EngineConfig):
-        if config.zero_stage not in (0, 1, 2, 3):
-            raise ValueError(f"engine.zero_stage must be 0, 1, 2 or 3, got {config.zero_stage!r}")
-        if config.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"engine.precision must be auto, bf16 or fp32, got {config.precision!r}")
-    return config
-
-
-def use_bf16(precision: str) -> bool:
-    import torch
-
-    if precision == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return precision == "bf16"
-
-
-def deepspeed_config(config: TrainConfig, world_size: int) -> dict:
-    """The DeepSpeed JSON for this run. Optimizer and scheduler are passed to deepspeed.initialize as objects
-    (torch AdamW, a warm-up + cosine LambdaLR), so the JSON holds no optimizer section; the run's config.yaml has
-    their settings. Activation checkpointing is the model's own (gradient_checkpointing_enable), not DeepSpeed's."""
-    engine = config.engine
-    zero: dict = {"stage": engine.zero_stage}
-    if engine.zero_stage == 3:
-        zero["stage3_gather_16bit_weights_on_model_save"] = True
-    return {
-        "train_micro_batch_size_per_gpu": 1,  # one packed row
-        "gradient_accumulation_steps": engine.gradient_accumulation,
-        "train_batch_size": engine.gradient_accumulation * world_size,
-        "gradient_clipping": config.optim.gradient_clipping,
-        "zero_optimization": zero,
-        "bf16": {"enabled": use_bf16(engine.precision)},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 2**31 - 1,  # our own metrics log every step
-        "wall_clock_breakdown": False,
-    }
 
 
 def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
@@ -220,37 +104,6 @@ def packed_row_inputs(model, inputs: dict) -> dict:
             "max_length_q": longest, "max_length_k": longest}
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything a worker needs, as plain values (it crosses into Ray workers)."""
-
-    run_dir: str
-    config: dict  # TrainConfig.to_dict()
-    corpus_dir: str
-    corpus_manifest_hash: str
-
-
-# Run-folder layout, shared with jobs/train.py.
-def tokenizer_dir(run_dir: Path) -> Path:
-    return run_dir / "tokenizer"
-
-
-def tokenized_dir(run_dir: Path) -> Path:
-    return run_dir / "tokenized"
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
-
-
-def export_dir(run_dir: Path) -> Path:
-    return run_dir / "export"
-
-
-def metrics_path(run_dir: Path) -> Path:
-    return run_dir / "metrics.jsonl"
-
-
 STOPPED_BY_SIGNAL = 143  # 128 + SIGTERM: a checkpoint was written; rerun to resume
 
 
@@ -291,14 +144,14 @@ def run_training(spec: RunSpec | dict) -> int:
     from students.checkpoint import load_checkpoint, save_checkpoint
     from students.data import PackedBatches, TokenizedCorpus, fitted_seq_len
 
-    run_dir = Path(spec.run_dir)
+    run_dir = spec.folder
     config = TrainConfig.from_dict(spec.config)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(run_dir))
+    tokenizer = AutoTokenizer.from_pretrained(run_dir.tokenizer)
     model = build_student(config.student, tokenizer)
     if config.engine.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -309,21 +162,21 @@ def run_training(spec: RunSpec | dict) -> int:
     )
     ds_config = deepspeed_config(config, world_size)
     if rank == 0:
-        (run_dir / "deepspeed.json").write_text(json.dumps(ds_config, indent=2) + "\n")
+        run_dir.deepspeed_json.write_text(json.dumps(ds_config, indent=2) + "\n")
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule, config=ds_config)
 
-    corpus = TokenizedCorpus(tokenized_dir(run_dir))
+    corpus = TokenizedCorpus(run_dir.tokenized)
     config.data.seq_len = config.data.seq_len or fitted_seq_len(corpus.lengths)
     batches = PackedBatches(
         corpus, config.data.seq_len, config.data.seed, config.engine.gradient_accumulation, rank, world_size,
     )
-    state = load_checkpoint(engine, checkpoint_dir(run_dir))
+    state = load_checkpoint(engine, run_dir.checkpoints)
     resumed = state is not None
     if state is None:
         from students.checkpoint import TrainState
 
         state = TrainState()
-    metrics = MetricsLog(metrics_path(run_dir), keep_through_step=state.step, enabled=rank == 0)
+    metrics = MetricsLog(run_dir.metrics, keep_through_step=state.step, enabled=rank == 0)
     if rank == 0:
         log.info(
             "%s at step %d of %d (epoch %d, step %d of %d in the epoch); %d ranks, %d streams, %d left out as too long",
@@ -362,7 +215,7 @@ def run_training(spec: RunSpec | dict) -> int:
             progress.update(record)
             stopping = totals[2].item() > 0
             if state.step % config.checkpoint.every == 0 or state.step == config.max_steps or stopping:
-                save_checkpoint(engine, checkpoint_dir(run_dir), state, config.checkpoint.keep_last)
+                save_checkpoint(engine, run_dir.checkpoints, state, config.checkpoint.keep_last)
             if stopping:
                 if rank == 0:
                     log.warning("stopped by SIGTERM at step %d; checkpoint saved, rerun the same command to resume", state.step)
@@ -410,8 +263,8 @@ def export(engine, tokenizer, config: TrainConfig, spec: RunSpec, state, rank: i
     state_dict = consolidated_state_dict(engine)  # every rank takes part in the gather
     if rank != 0:
         return
-    run_dir = Path(spec.run_dir)
-    losses = [(r["step"], r["loss"]) for r in read_metrics(metrics_path(run_dir))]
+    run_dir = spec.folder
+    losses = [(r["step"], r["loss"]) for r in read_metrics(run_dir.metrics)]
     info = ExportInfo(
         student=config.student.kind,
         base_model=None if config.student.init == "scratch" else config.student.init,
@@ -423,7 +276,7 @@ def export(engine, tokenizer, config: TrainConfig, spec: RunSpec, state, rank: i
         losses=losses,
         config=config.to_dict(),
     )
-    out = export_hf(engine.module, state_dict, tokenizer, export_dir(run_dir), info)
+    out = export_hf(engine.module, state_dict, tokenizer, run_dir.export, info)
     log.info("exported the student to %s", out)
 
 

@@ -241,7 +241,8 @@ def test_a_student_converted_from_llama_starts_from_its_weights(corpus, tiny_lla
 
     from jobs.train import launch, prepare_run
     from students.data import DataPosition, PackedBatches, TokenizedCorpus
-    from students.train import metrics_path, read_metrics, tokenized_dir
+    from students.run_dir import RunDir
+    from students.train import read_metrics
 
     config = tmp_path / "init.yaml"
     config.write_text(yaml.safe_dump({
@@ -250,10 +251,10 @@ def test_a_student_converted_from_llama_starts_from_its_weights(corpus, tiny_lla
     }))
     spec = prepare_run(corpus, tmp_path / "run", config, {"student.init": str(tiny_llama_dir)})
     assert launch(spec, "local") == 0
-    first_loss = read_metrics(metrics_path(tmp_path / "run"))[0]["loss"]
+    first_loss = read_metrics(RunDir(tmp_path / "run").metrics)[0]["loss"]
 
     llama = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
-    row = PackedBatches(TokenizedCorpus(tokenized_dir(tmp_path / "run")), 512, seed=0).micro_batches(DataPosition())[0]
+    row = PackedBatches(TokenizedCorpus(RunDir(tmp_path / "run").tokenized), 512, seed=0).micro_batches(DataPosition())[0]
     bounds = row.cu_seqlens.tolist()
     total, count = 0.0, 0
     with torch.no_grad():

@@ -10,19 +10,9 @@ from test_data import hotpot_trajectories
 
 from students.checkpoint import checkpoint_tag, latest_train_state, prune_checkpoints
 from students.data import TokenizedCorpus, tokenizer_hash
-from students.train import (
-    RunSpec,
-    TrainConfig,
-    checkpoint_dir,
-    deepspeed_config,
-    export_dir,
-    lr_factor,
-    metrics_path,
-    read_metrics,
-    run_training,
-    tokenized_dir,
-    tokenizer_dir,
-)
+from students.run_dir import RunDir, RunSpec
+from students.train import lr_factor, read_metrics, run_training
+from students.train_config import TrainConfig, deepspeed_config
 
 
 def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_the_floor():
@@ -65,9 +55,9 @@ def test_pruning_keeps_the_newest_complete_checkpoints(tmp_path):
 
 def _run_dir(tmp_path, stream_tokenizer, trajectories=24):
     run = tmp_path / "run"
-    stream_tokenizer.save_pretrained(tokenizer_dir(run))
+    stream_tokenizer.save_pretrained(RunDir(run).tokenizer)
     source = {"corpus": f"hotpot-{trajectories}", "tokenizer_hash": tokenizer_hash(stream_tokenizer)}
-    TokenizedCorpus.build(hotpot_trajectories(trajectories), stream_tokenizer, tokenized_dir(run), source)
+    TokenizedCorpus.build(hotpot_trajectories(trajectories), stream_tokenizer, RunDir(run).tokenized, source)
     return run
 
 
@@ -90,17 +80,17 @@ def test_training_resumes_exactly_under_each_engine_setting(tmp_path, stream_tok
     run = _run_dir(tmp_path, stream_tokenizer)
     spec = RunSpec(str(run), _config(kind, **engine), "hotpot", "manifest-hash")
     assert run_training(spec) == 0
-    straight = read_metrics(metrics_path(run))
+    straight = read_metrics(RunDir(run).metrics)
     assert [r["step"] for r in straight] == [1, 2, 3, 4]
-    assert latest_train_state(checkpoint_dir(run)).step == 4
-    assert sorted(p.name for p in checkpoint_dir(run).glob("step-*")) == [checkpoint_tag(2), checkpoint_tag(4)]
-    exported = json.loads((export_dir(run) / "config.json").read_text())
+    assert latest_train_state(RunDir(run).checkpoints).step == 4
+    assert sorted(p.name for p in RunDir(run).checkpoints.glob("step-*")) == [checkpoint_tag(2), checkpoint_tag(4)]
+    exported = json.loads((RunDir(run).export / "config.json").read_text())
     assert exported["hidden_size"] == 32 and exported["model_type"] == {"swa": "mistral", "gla": "smooth_reading_gla"}[kind]
 
     # As if the run had died right after the step-2 checkpoint: the replay of steps 3-4 matches bit for bit.
-    (checkpoint_dir(run) / "latest").write_text(checkpoint_tag(2))
+    (RunDir(run).checkpoints / "latest").write_text(checkpoint_tag(2))
     assert run_training(spec) == 0
-    replay = read_metrics(metrics_path(run))
+    replay = read_metrics(RunDir(run).metrics)
     fields = ("step", "loss", "lr", "grad_norm", "tokens", "tokens_seen")
     assert [[r[f] for f in fields] for r in replay] == [[r[f] for f in fields] for r in straight]
 
@@ -116,5 +106,5 @@ def test_training_lowers_the_loss(tmp_path, stream_tokenizer):
         "checkpoint": {"every": 100, "keep_last": 1},
     })
     assert run_training(RunSpec(str(run), config.to_dict(), "hotpot", "manifest-hash")) == 0
-    losses = [r["loss"] for r in read_metrics(metrics_path(run))]
+    losses = [r["loss"] for r in read_metrics(RunDir(run).metrics)]
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4
