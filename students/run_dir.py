@@ -11,45 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
 class RunDir:
-    root: Path
-
-    @property
-    def config(self) -> Path:  # the TrainConfig the checkpoints were trained with
-        return self.root / "config.yaml"
-
-    @property
-    def run_info(self) -> Path:  # the corpus and tokenizer the run was prepared from
-        return self.root / "run.json"
-
-    @property
-    def tokenizer(self) -> Path:
-        return self.root / "tokenizer"
-
-    @property
-    def tokenized(self) -> Path:
-        return self.root / "tokenized"
-
-    @property
-    def deepspeed_json(self) -> Path:
-        return self.root / "deepspeed.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def export(self) -> Path:
-        return self.root / "export"
-
-    @property
-    def ray_storage(self) -> Path:  # Ray Train's own run records
-        return self.root / "ray"
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"  # the TrainConfig the checkpoints were trained with
+        self.run_info = self.root / "run.json"  # the corpus and tokenizer the run was prepared from
+        self.tokenizer = self.root / "tokenizer"
+        self.tokenized = self.root / "tokenized"
+        self.deepspeed_json = self.root / "deepspeed.json"
+        self.checkpoints = self.root / "checkpoints"
+        self.metrics = self.root / "metrics.jsonl"
+        self.export = self.root / "export"
+        self.ray_storage = self.root / "ray"  # Ray Train's own run records
 
 
 @dataclass(frozen=True)
@@ -63,4 +36,4 @@ class RunSpec:
 
     @property
     def folder(self) -> RunDir:
-        return RunDir(Path(self.run_dir))
+        return RunDir(self.run_dir)
