@@ -12,7 +12,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 from safetensors import safe_open
+
+from pipeline.chunking import WordEstimate
+from pipeline.corpus import MANIFEST, REJECTS, STATISTICS, corpus_statistics, read_corpus
+from pipeline.qa_data import SQUAD_LICENSE
+from pipeline.rejects import read_rejects
+from pipeline.sources import HOTPOTQA_LICENSE, NIAH_LICENSE, QUALITY_LICENSE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PAPER = "arXiv 2507.19353"
@@ -26,8 +34,6 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
     The training run's own card (README.md written by the train job's export) is kept whole as the last section,
     and its metadata is the starting point of this card's metadata.
     """
-    from huggingface_hub import ModelCard, ModelCardData
-
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
     run_card = ModelCard.load(model_dir / "README.md") if (model_dir / "README.md").is_file() else None
@@ -65,8 +71,6 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
 
 def training_card(run: dict[str, Any]):
     """The card the train job's export carries: the run (an ExportInfo as a dict), its loss curve and config."""
-    from huggingface_hub import ModelCard, ModelCardData
-
     kind = {"swa": "sliding-window attention", "gla": "gated linear attention"}.get(run["student"], run["student"])
     card_data = ModelCardData(
         library_name="transformers", pipeline_tag="text-generation", license="apache-2.0", base_model=run["base_model"],
@@ -142,10 +146,6 @@ LICENSE_STRICTNESS: tuple[str, ...] = ("cc-by-sa-4.0", "cc-by-4.0")
 
 def dataset_card(corpus_dir: Path, load_path: str):
     """The card of a corpus folder, from its manifest, statistics, generation config, rejects and records."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    from pipeline.corpus import MANIFEST, REJECTS, STATISTICS, corpus_statistics
-
     corpus_dir = Path(corpus_dir)
     manifest = json.loads((corpus_dir / MANIFEST).read_text())
     stats = (json.loads((corpus_dir / STATISTICS).read_text()) if (corpus_dir / STATISTICS).is_file()
@@ -208,18 +208,12 @@ def size_category(n: int) -> str:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    import yaml
 
     return yaml.safe_load(path.read_text()) or {}
 
 
 def _corpus_summary(corpus_dir: Path) -> dict[str, Any]:
     """What the card needs from the records: sources, their licences, teachers, and the size of the streams."""
-    from pipeline.chunking import WordEstimate
-    from pipeline.corpus import read_corpus
-    from pipeline.qa_data import SQUAD_LICENSE
-    from pipeline.sources import HOTPOTQA_LICENSE, NIAH_LICENSE, QUALITY_LICENSE
-
     known = {"niah": NIAH_LICENSE, "hotpotqa": HOTPOTQA_LICENSE, "quality": QUALITY_LICENSE, "squad": SQUAD_LICENSE}
     sources: dict[str, int] = {}
     teachers: dict[str, dict[str, Any]] = {}
@@ -316,8 +310,6 @@ def _hint_rows(stats: dict[str, Any]) -> list[tuple[str, int, int, str]]:
 
 
 def _reject_reasons(path: Path) -> list[tuple[str, int]]:
-    from pipeline.rejects import read_rejects
-
     counts: dict[str, int] = {}
     for r in read_rejects(path):
         key = f"{r.stage or 'unknown'}: field `{r.field}`"

@@ -23,6 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from jobs.evaluate import EvalConfig, evaluate
+from jobs.generate import generate
+from jobs.generate_config import config_from_dict
+from jobs.publish import PublishTarget, publish_dataset, publish_model
+from jobs.train import launch, prepare_run
+from students.run_dir import RunDir
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FULL_CONFIG = CONFIG_DIR / "demo.yaml"
 QUICK_CONFIG = CONFIG_DIR / "demo_quick.yaml"
@@ -39,8 +48,6 @@ class DemoConfig:
 
     @classmethod
     def load(cls, path: Path) -> "DemoConfig":
-        import yaml
-
         values = yaml.safe_load(Path(path).read_text()) or {}
         unknown = sorted(set(values) - {"generate", "train", "evaluate"})
         missing = [k for k in ("generate", "train") if k not in values]
@@ -83,13 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
-    from jobs.evaluate import EvalConfig, evaluate
-    from jobs.generate import generate
-    from jobs.generate_config import config_from_dict
-    from jobs.publish import PublishTarget, publish_dataset, publish_model
-    from jobs.train import launch, prepare_run
-    from students.run_dir import RunDir
-
     output.mkdir(parents=True, exist_ok=True)
     corpus, run_dir, eval_dir = output / "corpus", output / "run", output / "eval"
     hub_dataset, hub_model = output / "hub" / "dataset", output / "hub" / "model"
@@ -143,8 +143,6 @@ def target_verdict(rows: list[dict[str, Any]]) -> str:
 
 
 def _write_yaml(path: Path, values: dict[str, Any]) -> None:
-    import yaml
-
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 

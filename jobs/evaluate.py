@@ -22,12 +22,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.documents import Document
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import students  # noqa: F401  (registers the GLA student classes with AutoModelForCausalLM)
+from pipeline.chunking import TokenizerCounter, check_chunk_size, chunk_document
+from pipeline.documents import Document, chunk_texts, question_text
 from pipeline.longbench import longbench_score, read_longbench
+from pipeline.metrics import interval95, score_answer
+from pipeline.sources import long_hotpotqa, niah_documents, quality_documents
+from pipeline.stream import SPECIAL_TOKENS
+from students.reading import one_round_read, smooth_read
+from students.swa import window_of
+from teachers.base import chat_prompt
 
 MODES: tuple[str, ...] = ("emr", "one-round", "teacher")
 MODE_TITLES: dict[str, str] = {"emr": "EMR (Smooth Reading)", "one-round": "one-round", "teacher": "teacher one-round"}
 TASKS: tuple[str, ...] = ("niah", "hotpotqa", "quality")
+
 
 @dataclass(frozen=True)
 class EvalItem:
@@ -73,8 +86,6 @@ def length_bucket(tokens: int) -> int:
 
 def score_item(item: EvalItem, prediction: str) -> float:
     """Score in [0, 1]: `score_answer` for our tasks, LongBench's own scoring for its files."""
-    from pipeline.metrics import score_answer
-
     if item.metric == "answer":
         return float(score_answer(item.doc, prediction)[0])
     return longbench_score(prediction, item.doc.answers, item.metric, item.all_classes, item.first_line_only)
@@ -83,8 +94,6 @@ def score_item(item: EvalItem, prediction: str) -> float:
 # ------------------------------------------------------------------------------------------------------------ results
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-document records -> one row per (task, mode, length): mean score in percent, its 95% interval, the count."""
-    from pipeline.metrics import interval95
-
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[(r["task"], r["mode"], r["length"])].append(r)
@@ -171,8 +180,6 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
 # -------------------------------------------------------------------------------------------------------------- tasks
 def build_items(config: EvalConfig, counter) -> list[EvalItem]:
     """The documents of every task, each with the length it is reported under."""
-    from pipeline.sources import long_hotpotqa, niah_documents, quality_documents
-
     items: list[EvalItem] = []
     for task in config.tasks:
         if task == "niah":
@@ -208,13 +215,6 @@ class Reader:
 
 
 def load_reader(folder: Path) -> Reader:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import students  # noqa: F401  (registers the GLA student classes with AutoModelForCausalLM)
-    from pipeline.stream import SPECIAL_TOKENS
-    from students.swa import window_of
-
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} has no config.json. Fix: point at a Hugging Face model folder (RUN_DIR/export)")
@@ -230,8 +230,6 @@ def load_reader(folder: Path) -> Reader:
 
 def resolve_chunk_tokens(reader: Reader, chunk_tokens: int) -> int:
     """The EMR chunk size: asked for, or half the window; checked against the window."""
-    from pipeline.chunking import check_chunk_size
-
     if not chunk_tokens:
         if reader.window is None:
             raise ValueError(f"{reader.name} has no window to derive a chunk size from. Fix: pass --chunk-tokens N")
@@ -246,10 +244,6 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
     """Read one document in one mode; the per-document record (prediction, score, cost).
 
     `batched`: the EMR result and seconds per document of `read_emr_with_vllm`, instead of reading here."""
-    from pipeline.chunking import chunk_document
-    from pipeline.documents import chunk_texts, question_text
-    from students.reading import one_round_read, smooth_read
-
     question = question_text(item.doc)
     start = time.perf_counter()
     extra: dict[str, Any] = {}
@@ -281,10 +275,6 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
 
 def chat_read(reader: Reader, question: str, context: str, max_new_tokens: int) -> str:
     """One-round reading by a model that does not know the stream format: its chat template, greedy decoding."""
-    import torch
-
-    from teachers.base import chat_prompt
-
     prompt = chat_prompt(reader.tokenizer, [{
         "role": "user",
         "content": f"Read the text and answer the question with a short answer only.\n\n{context}\n\nQuestion: {question}",
@@ -299,8 +289,6 @@ def chat_read(reader: Reader, question: str, context: str, max_new_tokens: int) 
 def read_emr_with_vllm(model_dir: Path, reader: Reader, items: list[EvalItem], chunk_tokens: int, counter,
                        config: EvalConfig) -> list[tuple[Any, float]]:
     """EMR reading of every item at once on a vLLM engine (students.reading_vllm); (result, seconds per document)."""
-    from pipeline.chunking import chunk_document
-    from pipeline.documents import chunk_texts, question_text
     from students.reading_vllm import smooth_read_batch, vllm_engine
 
     documents = [(question_text(item.doc), chunk_texts(item.doc.context, chunk_document(item.doc.context, chunk_tokens,
@@ -315,10 +303,6 @@ def read_emr_with_vllm(model_dir: Path, reader: Reader, items: list[EvalItem], c
 # -------------------------------------------------------------------------------------------------------------- the job
 def evaluate(model_dir: Path, output: Path, config: EvalConfig, teacher_dir: Path | None = None) -> list[dict]:
     """Read every task's documents in every mode; write results.json, results.md, accuracy.png, predictions.jsonl."""
-    from tqdm import tqdm
-
-    from pipeline.chunking import TokenizerCounter
-
     student = load_reader(model_dir)
     if not student.knows_stream:
         raise ValueError(f"{model_dir}: its tokenizer lacks the stream markers, so it cannot read in the EMR format. "

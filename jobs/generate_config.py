@@ -14,6 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from jobs.teacher_models import is_prepared, smollm2_dir
+from pipeline.verify import CHECKS, check_names
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "generate_default.yaml"
 SOURCE_KINDS = ("file", "long_hotpotqa", "long_squad", "quality", "niah")
@@ -82,8 +87,6 @@ class PartConfig:
 
 
 def _all_checks() -> list[str]:
-    from pipeline.verify import CHECKS
-
     return list(CHECKS)
 
 
@@ -94,8 +97,6 @@ class FilterConfig:
     checks: list[str] = field(default_factory=_all_checks)  # the verifier's checks to apply (pipeline/verify.py)
 
     def __post_init__(self):
-        from pipeline.verify import check_names
-
         self.checks = list(check_names(self.checks))
 
 
@@ -189,8 +190,6 @@ def config_from_dict(values: dict[str, Any]) -> GenerateConfig:
 
 
 def load_config(path: str | Path) -> GenerateConfig:
-    import yaml
-
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -205,8 +204,6 @@ def load_config(path: str | Path) -> GenerateConfig:
 def resolve_model(name: str) -> str:
     """A prepared model's name (e.g. 'smollm2') as its cache folder; any other value is returned as it is."""
     if name in PREPARED_MODELS:
-        from jobs.teacher_models import smollm2_dir
-
         return str(smollm2_dir())
     return name
 
@@ -216,8 +213,6 @@ def missing_model(teacher: dict[str, Any]) -> str | None:
     model = teacher.get("model")
     if not model or teacher.get("backend") == "openai":
         return None
-    from jobs.teacher_models import is_prepared
-
     path = Path(resolve_model(model)).expanduser()
     if model in PREPARED_MODELS:
         return None if is_prepared(path) else str(path)

@@ -16,6 +16,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from huggingface_hub import HfApi, get_token
+
+from data_cards import dataset_card, model_card
+
 # Corpus files a published dataset carries beside its shards; rejects.jsonl stays behind (it quotes documents that
 # failed validation, which need not be redistributable).
 DATASET_SIDE_FILES: tuple[str, ...] = ("manifest.json", "statistics.json", "config.yaml")
@@ -77,8 +81,6 @@ def _publish(stage, repo_type: str, target: PublishTarget) -> str:
 
 
 def hub_token() -> str:
-    from huggingface_hub import get_token
-
     token = get_token()  # $HF_TOKEN, else the token `hf auth login` saved
     if not token:
         raise RuntimeError(
@@ -90,8 +92,6 @@ def hub_token() -> str:
 
 def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool, token: str) -> str:
     """Create the repository (private by default; an existing one is kept as it is) and upload the folder."""
-    from huggingface_hub import HfApi
-
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     api.upload_folder(
@@ -103,8 +103,6 @@ def push_folder(folder: Path, repo_id: str, repo_type: str, private: bool, token
 
 def stage_dataset(corpus_dir: Path, folder: Path, load_path: str) -> None:
     """Lay the corpus out as a Hub dataset repository in `folder`: card, shards, manifest, statistics."""
-    from data_cards import dataset_card
-
     corpus_dir = Path(corpus_dir)
     shards = sorted((corpus_dir / "data").glob("train-*.parquet"))
     if not shards:
@@ -128,8 +126,6 @@ def stage_dataset(corpus_dir: Path, folder: Path, load_path: str) -> None:
 def stage_model(model_dir: Path, folder: Path, load_path: str, evaluation: list[dict] | None = None,
                 dataset_id: str | None = None) -> None:
     """Lay the checkpoint out as a Hub model repository in `folder`: its files and a model card."""
-    from data_cards import model_card
-
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(

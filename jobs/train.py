@@ -16,6 +16,21 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import ray
+import ray.train
+import torch
+import yaml
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from transformers import AutoTokenizer
+
+from pipeline.corpus import read_corpus
+from students.data import TokenizedCorpus, tokenizer_hash
+from students.run_dir import RunDir, RunSpec
+from students.tokenizer import add_stream_tokens, train_stream_tokenizer
+from students.train import run_training
+from students.train_config import TrainConfig
+
 log = logging.getLogger("smooth_reading.train")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -48,10 +63,6 @@ def run(args: argparse.Namespace) -> int:
 
 def load_config(config_path: str | Path | None, overrides: dict | None = None):
     """TrainConfig from a YAML file (every key optional) with dotted-key overrides that are not None."""
-    import yaml
-
-    from students.train_config import TrainConfig
-
     raw = yaml.safe_load(Path(config_path or CONFIG_DIR / "train_tiny.yaml").read_text()) or {}
     for dotted, value in (overrides or {}).items():
         if value is None:
@@ -80,12 +91,6 @@ def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None 
     A new run folder gets config.yaml and run.json. An existing one keeps its config (the one its checkpoints were
     trained with): a different --config, --student or --init is refused, a new --max-steps is taken.
     """
-    import yaml
-
-    from students.data import TokenizedCorpus, tokenizer_hash
-    from students.run_dir import RunDir, RunSpec
-    from students.train_config import TrainConfig
-
     corpus_dir, run_dir = corpus_dir.resolve(), run_dir.resolve()
     corpus_hash = manifest_hash(corpus_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +122,7 @@ def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None 
 
     tokenizer = _run_tokenizer(config, corpus_dir, folder.tokenizer)
     source = {"corpus_manifest_hash": corpus_hash, "tokenizer_hash": tokenizer_hash(tokenizer)}
-    corpus = TokenizedCorpus.build(_read_corpus(corpus_dir), tokenizer, folder.tokenized, source)
+    corpus = TokenizedCorpus.build(read_corpus(corpus_dir), tokenizer, folder.tokenized, source)
     run_file.write_text(json.dumps({"corpus": str(corpus_dir), **source}, indent=2) + "\n")
     log.info("corpus %s: %d streams, %d tokens", corpus_dir, len(corpus), corpus.num_tokens)
     return RunSpec(run_dir=str(run_dir), config=config.to_dict(), corpus_dir=str(corpus_dir), corpus_manifest_hash=corpus_hash)
@@ -125,14 +130,10 @@ def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None 
 
 def _run_tokenizer(config, corpus_dir: Path, directory: Path):
     """The run's tokenizer: made once (trained on the corpus, or the init checkpoint's plus the stream tokens)."""
-    from transformers import AutoTokenizer
-
-    from students.tokenizer import add_stream_tokens, train_stream_tokenizer
-
     if directory.exists():
         return AutoTokenizer.from_pretrained(directory)
     if config.student.init == "scratch":
-        texts = (trajectory.render().text for trajectory in _read_corpus(corpus_dir))
+        texts = (trajectory.render().text for trajectory in read_corpus(corpus_dir))
         tokenizer = train_stream_tokenizer(texts, vocab_size=config.student.vocab_size)
     else:
         tokenizer = AutoTokenizer.from_pretrained(config.student.init)
@@ -143,19 +144,8 @@ def _run_tokenizer(config, corpus_dir: Path, directory: Path):
     return AutoTokenizer.from_pretrained(directory)
 
 
-def _read_corpus(corpus_dir: Path):
-    from pipeline.corpus import read_corpus
-
-    return read_corpus(corpus_dir)
-
-
 def launch(spec, launcher: str = "auto") -> int:
     """Run the workers: this process alone, or Ray Train's TorchTrainer with one worker per GPU."""
-    import torch
-
-    from students.train import run_training
-    from students.train_config import TrainConfig
-
     config = TrainConfig.from_dict(spec.config)
     if launcher == "auto":
         many = config.num_workers > 1 or torch.cuda.device_count() > 1
@@ -168,10 +158,6 @@ def launch(spec, launcher: str = "auto") -> int:
 
 
 def _launch_ray(spec, num_workers: int) -> int:
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -188,10 +174,6 @@ def _launch_ray(spec, num_workers: int) -> int:
 
 
 def _ray_worker(spec: dict) -> None:
-    import ray.train
-
-    from students.train import run_training
-
     context = ray.train.get_context()
     os.environ["LOCAL_RANK"] = str(context.get_local_rank())
     os.environ["RANK"] = str(context.get_world_rank())

@@ -20,11 +20,24 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
+import torch
+import torch.distributed
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from students.checkpoint import (ExportInfo, TrainState, consolidated_state_dict, export_hf, load_checkpoint,
+                                 save_checkpoint)
+from students.convert import convert_to_gla, convert_to_sliding_window
+from students.data import PackedBatches, TokenizedCorpus, fitted_seq_len
+from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
 from students.run_dir import RunSpec
+from students.swa import sliding_window_config, use_sliding_window_kernel
 from students.train_config import OptimConfig, StudentConfig, TrainConfig, deepspeed_config
 
 log = logging.getLogger(__name__)
@@ -40,8 +53,6 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float)
 
 def build_optimizer(model, optim: OptimConfig):
     """AdamW with no weight decay on norms, biases and embeddings-free 1-D parameters."""
-    import torch
-
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     return torch.optim.AdamW(
@@ -57,13 +68,6 @@ def build_student(student: StudentConfig, tokenizer):
     grown to its length. A sliding-window student is a stock Mistral / Qwen2; with CUDA its attention runs through
     our Triton kernel (the "smooth_reading_swa" AttentionInterface entry), on CPU through SDPA.
     """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from students.convert import convert_to_gla, convert_to_sliding_window
-    from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
-    from students.swa import sliding_window_config, use_sliding_window_kernel
-
     torch.manual_seed(student.seed)
     if student.init != "scratch":
         if student.kind == "swa":
@@ -93,8 +97,6 @@ def build_student(student: StudentConfig, tokenizer):
 def packed_row_inputs(model, inputs: dict) -> dict:
     """A packed row as the model takes it: our GLA reads `cu_seqlens`; a stock model reads position_ids that restart
     at 0 (SDPA's mask is built from them) and flash-attention's `cu_seq_lens_*` (read by our kernel), with no cache."""
-    import torch
-
     if "cu_seqlens" in inspect.signature(model.forward).parameters:
         return inputs
     inputs = dict(inputs)
@@ -109,12 +111,9 @@ STOPPED_BY_SIGNAL = 143  # 128 + SIGTERM: a checkpoint was written; rerun to res
 
 def setup_distributed() -> None:
     """Join the process group a launcher set up (Ray Train, torchrun), or start a world of one."""
-    import torch
-
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import deepspeed
-    import torch.distributed
+    import deepspeed  # deepspeed is imported only once DS_ACCELERATOR is set: it picks its accelerator on import
 
     if not torch.distributed.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # A world of one on this machine. The port is always fresh: one inherited from a parent process that
@@ -124,8 +123,6 @@ def setup_distributed() -> None:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -138,11 +135,6 @@ def run_training(spec: RunSpec | dict) -> int:
     setup_distributed()
     import deepspeed
     import deepspeed.comm as dist
-    import torch
-    from transformers import AutoTokenizer
-
-    from students.checkpoint import load_checkpoint, save_checkpoint
-    from students.data import PackedBatches, TokenizedCorpus, fitted_seq_len
 
     run_dir = spec.folder
     config = TrainConfig.from_dict(spec.config)
@@ -173,8 +165,6 @@ def run_training(spec: RunSpec | dict) -> int:
     state = load_checkpoint(engine, run_dir.checkpoints)
     resumed = state is not None
     if state is None:
-        from students.checkpoint import TrainState
-
         state = TrainState()
     metrics = MetricsLog(run_dir.metrics, keep_through_step=state.step, enabled=rank == 0)
     if rank == 0:
@@ -232,8 +222,6 @@ def run_training(spec: RunSpec | dict) -> int:
 def train_step(engine, micro_batches, device) -> tuple[float, int]:
     """One optimizer step over this rank's micro-batches; returns (this rank's share of the step loss, its tokens)."""
     import deepspeed.comm as dist
-    import torch
-    import torch.nn.functional as F
 
     loss_tokens = torch.tensor(
         [float(sum(int((row.labels != -100).sum()) for row in micro_batches))], dtype=torch.float64, device=device
@@ -258,8 +246,6 @@ def train_step(engine, micro_batches, device) -> tuple[float, int]:
 
 
 def export(engine, tokenizer, config: TrainConfig, spec: RunSpec, state, rank: int) -> None:
-    from students.checkpoint import ExportInfo, consolidated_state_dict, export_hf
-
     state_dict = consolidated_state_dict(engine)  # every rank takes part in the gather
     if rank != 0:
         return
@@ -328,8 +314,6 @@ class MetricsLog:
 
 class ProgressBar:
     def __init__(self, rank: int, initial: int, total: int):
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", file=sys.stderr, disable=rank != 0)
 
     def update(self, record: dict) -> None:
