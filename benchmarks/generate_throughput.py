@@ -116,8 +116,9 @@ def recording_teacher(config: dict):
 
 async def run_pipeline(teacher, requests: list[Request], docs, bench: BenchConfig, output: Path) -> dict:
     """The generate job's stages: plan, teach (max_in_flight documents at once), filter, write."""
-    from jobs.generate import Progress, filter_trajectories, plan
+    from jobs.generate import filter_trajectories, plan
     from jobs.generate_config import ChunkingConfig, FilterConfig
+    from jobs.teacher_pool import Progress
     from pipeline.chunking import WordEstimate
     from pipeline.corpus import CorpusWriter
     from pipeline.trajectory import Trajectory

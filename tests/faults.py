@@ -45,7 +45,7 @@ def install() -> None:
         return
     import ray
 
-    from jobs.generate import TeacherActor
+    from jobs.teacher_pool import TeacherActor
 
     read = TeacherActor.read
     crash_after = faults.get("crash_after_documents", 0)

@@ -243,7 +243,7 @@ def test_the_embedded_default_runs_the_rule_part_and_says_the_model_is_missing(
 
 
 def test_the_progress_line_says_what_a_person_watching_ray_job_logs_needs(monkeypatch):
-    from jobs import generate as job
+    from jobs import teacher_pool as job
 
     clock = iter([100.0, 110.0])
     monkeypatch.setattr(job.time, "monotonic", lambda: next(clock))
