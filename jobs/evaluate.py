@@ -328,41 +328,45 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig, teacher_dir: Pat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Options left out keep EvalConfig's defaults, written once there.
+    default = EvalConfig()
     parser.add_argument("--model", required=True, type=Path, help="the student: a Hugging Face folder (RUN_DIR/export)")
     parser.add_argument("--output", required=True, type=Path, help="folder for results.json, results.md, accuracy.png")
-    parser.add_argument("--tasks", default="niah",
-                        help="comma-separated: niah, hotpotqa, quality, longbench:PATH[:f1|rouge_l|accuracy]")
-    parser.add_argument("--lengths", type=int, nargs="+", help="NIAH / long-HotpotQA lengths in tokens")
+    parser.add_argument("--tasks", help="comma-separated: niah, hotpotqa, quality, longbench:PATH[:f1|rouge_l|accuracy] "
+                                        f"(default: {','.join(default.tasks)})")
+    parser.add_argument("--lengths", type=int, nargs="+", help=f"NIAH / long-HotpotQA lengths in tokens (default: "
+                                                               f"{' '.join(map(str, default.lengths))})")
     parser.add_argument("--depths", type=float, nargs="+", help="NIAH needle depths in [0, 1]")
     parser.add_argument("--n", type=int, help="NIAH documents per (length, depth); long-HotpotQA documents per length")
     parser.add_argument("--max-documents", type=int, help="QuALITY / LongBench: at most this many questions per task")
-    parser.add_argument("--chunk-tokens", type=int, default=0, help="EMR chunk size (default: half the window)")
-    parser.add_argument("--modes", default="emr,one-round", help="comma-separated: emr, one-round")
+    parser.add_argument("--chunk-tokens", type=int, help="EMR chunk size (default: half the window)")
+    parser.add_argument("--modes", help=f"comma-separated: emr, one-round (default: {','.join(default.modes)})")
     parser.add_argument("--teacher", type=Path, help="a self-attention Hugging Face causal LM: one-round reference row")
-    parser.add_argument("--max-summary-tokens", type=int, default=128, help="cap of one summary (EMR rounds)")
-    parser.add_argument("--max-answer-tokens", type=int, default=32, help="cap of the answer")
-    parser.add_argument("--seed", type=int, default=1, help="NIAH / long-HotpotQA seed (the demo trains on seed 0)")
-    parser.add_argument("--value-digits", type=int, default=7, help="NIAH: digits of each needle's value")
-    parser.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+    parser.add_argument("--max-summary-tokens", type=int,
+                        help=f"cap of one summary, EMR rounds (default: {default.max_summary_tokens})")
+    parser.add_argument("--max-answer-tokens", type=int, help=f"cap of the answer (default: {default.max_new_tokens})")
+    parser.add_argument("--seed", type=int,
+                        help=f"NIAH / long-HotpotQA seed (default: {default.seed}; the demo trains on seed 0)")
+    parser.add_argument("--value-digits", type=int,
+                        help=f"NIAH: digits of each needle's value (default: {default.value_digits})")
+    parser.add_argument("--engine", choices=("transformers", "vllm"),
                         help="EMR reader: transformers (one document at a time) or vllm (all documents batched, "
-                             "prefix caching; sliding-window students)")
+                             f"prefix caching; sliding-window students) (default: {default.engine})")
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    config = EvalConfig(tasks=[t for t in args.tasks.split(",") if t], modes=[m for m in args.modes.split(",") if m],
-                        chunk_tokens=args.chunk_tokens, seed=args.seed, max_summary_tokens=args.max_summary_tokens,
-                        max_new_tokens=args.max_answer_tokens, value_digits=args.value_digits, engine=args.engine)
+    given = {
+        "tasks": [t for t in args.tasks.split(",") if t] if args.tasks else None,
+        "modes": [m for m in args.modes.split(",") if m] if args.modes else None,
+        "lengths": args.lengths, "depths": args.depths, "n_per_cell": args.n, "n_per_length": args.n,
+        "max_documents": args.max_documents, "chunk_tokens": args.chunk_tokens, "seed": args.seed,
+        "max_summary_tokens": args.max_summary_tokens, "max_new_tokens": args.max_answer_tokens,
+        "value_digits": args.value_digits, "engine": args.engine,
+    }
+    config = EvalConfig(**{name: value for name, value in given.items() if value is not None})
     bad = [m for m in config.modes if m not in MODES or m == "teacher"]
     if bad:
         raise ValueError(f"modes {bad} are unknown. Fix: use emr and/or one-round (the teacher row comes with --teacher)")
-    if args.lengths:
-        config.lengths = args.lengths
-    if args.depths:
-        config.depths = args.depths
-    if args.n:
-        config.n_per_cell = config.n_per_length = args.n
-    if args.max_documents:
-        config.max_documents = args.max_documents
     return config
 
 
