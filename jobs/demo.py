@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     output.mkdir(parents=True, exist_ok=True)
-    corpus, run_dir, eval_dir = output / "corpus", output / "run", output / "eval"
+    corpus, run_folder, eval_dir = output / "corpus", RunDir(output / "run"), output / "eval"
     hub_dataset, hub_model = output / "hub" / "dataset", output / "hub" / "model"
     seconds: dict[str, float] = {}
 
@@ -102,25 +102,25 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     start = time.perf_counter()
     train_config = output / "train.yaml"
     _write_yaml(train_config, config.train)
-    spec = prepare_run(corpus_dir=corpus, run_dir=run_dir, config_path=train_config)
+    spec = prepare_run(corpus_dir=corpus, run_dir=run_folder.root, config_path=train_config)
     code = launch(spec, "local")
     if code != 0:
         raise RuntimeError(f"training stopped with code {code} before the end; rerun the demo on {output} to resume")
     seconds["train"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    rows = evaluate(RunDir(run_dir).export, eval_dir, EvalConfig(**config.evaluate))
+    rows = evaluate(run_folder.export, eval_dir, EvalConfig(**config.evaluate))
     seconds["evaluate"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
     publish_dataset(corpus, PublishTarget(local_dir=hub_dataset))
-    publish_model(RunDir(run_dir).export, PublishTarget(local_dir=hub_model), evaluation=rows, dataset_id=str(hub_dataset))
+    publish_model(run_folder.export, PublishTarget(local_dir=hub_model), evaluation=rows, dataset_id=str(hub_dataset))
     seconds["publish"] = round(time.perf_counter() - start, 1)
 
     table = (eval_dir / "results.md").read_text()
     verdict = target_verdict(rows)
     summary = {"generate": generated, "rows": rows, "seconds": seconds, "verdict": verdict, "table": table,
-               "train_metrics": _last_metrics(RunDir(run_dir).metrics)}
+               "train_metrics": _last_metrics(run_folder.metrics)}
     (output / "demo.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 

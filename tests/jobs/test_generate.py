@@ -49,7 +49,8 @@ def rejects_by_id(output: Path) -> dict[str, list]:
 def start_ray(**faults) -> None:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env(**faults))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env=runtime_env(**faults) if faults else None)
 
 
 @pytest.fixture(scope="module")
