@@ -27,7 +27,6 @@ import yaml
 
 from jobs.generate_config import (
     DEFAULT_CONFIG,
-    PREPARED_MODELS,
     ChunkingConfig,
     FilterConfig,
     GenerateConfig,
@@ -35,10 +34,9 @@ from jobs.generate_config import (
     SourceConfig,
     load_config,
     missing_model,
-    resolve_model,
 )
 from jobs.prepare_data import prepared_file
-from jobs.teacher_models import prepare_smollm2
+from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from jobs.teacher_pool import EnginePool, GenerateError, Progress
 from pipeline import readers, sources
 from pipeline.chunking import TokenizerCounter, WordEstimate, plan_chunks
@@ -46,7 +44,7 @@ from pipeline.corpus import CorpusWriter
 from pipeline.documents import Document, DocumentError
 from pipeline.files import write_atomic
 from pipeline.ordering import in_read_order
-from pipeline.qa_data import hotpotqa_full_questions, long_squad
+from pipeline.qa_data import heldout_haystack, hotpotqa_full_questions, long_squad, without_shipped
 from pipeline.rejects import Reject
 from pipeline.trajectory import Trajectory
 from pipeline.verify import verify
@@ -77,14 +75,20 @@ def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
         questions = None
         if source.dataset == "full":
             questions = hotpotqa_full_questions(str(prepared_file("hotpotqa.json")))
+            if source.exclude_shipped:
+                questions = without_shipped(questions)
         items = sources.long_hotpotqa(source.target_tokens, source.n, seed, counter, questions=questions)
     elif source.kind == "long_squad":
         items = long_squad(str(prepared_file("squad.json")), source.target_tokens, source.n, seed, counter)
     elif source.kind == "quality":
         items = sources.quality_documents()
     else:
-        items = sources.niah_documents(source.lengths, source.depths, source.n_per_cell, seed, counter,
-                                       value_digits=source.value_digits, random_start=source.random_start)
+        haystack = None
+        if source.haystack == "heldout_hotpotqa":
+            haystack = heldout_haystack(hotpotqa_full_questions(str(prepared_file("hotpotqa.json"))))
+        items = sources.niah_documents(source.lengths, source.depths, source.n_per_cell, seed, counter, haystack,
+                                       value_digits=source.value_digits, random_start=source.random_start,
+                                       haystack_license=sources.HOTPOTQA_LICENSE if haystack else "")
     for i, item in enumerate(items):
         if source.limit and i >= source.limit:
             return

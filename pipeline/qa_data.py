@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.chunking import TokenCounter, WordEstimate
 from pipeline.documents import Document, sentence_around
+from pipeline.sources import hotpotqa_questions, paragraphs_of
 
 SQUAD_LICENSE = "CC BY-SA 4.0"
 ARTICLE_SEP = "\n\n\n"  # between articles: a section break, stronger than the paragraphs' blank line
@@ -38,6 +39,25 @@ def hotpotqa_full_questions(path: str | Path) -> tuple[dict, ...]:
             "distractors": [[t, s, 0.0] for t, s in r["context"] if t not in gold],
         })
     return tuple(out)
+
+
+def without_shipped(questions: tuple[dict, ...]) -> tuple[dict, ...]:
+    """The questions minus the shipped ones (the evaluation's), and with no paragraph titled like any of theirs:
+    training documents built from what is left share neither a question nor a paragraph with evaluation documents."""
+    shipped = hotpotqa_questions()
+    shipped_ids = {q["_id"] for q in shipped}
+    shipped_titles = {title for title, _ in paragraphs_of(shipped)}
+    out = []
+    for q in questions:
+        if q["_id"] in shipped_ids or q["title_a"] in shipped_titles or q["title_b"] in shipped_titles:
+            continue
+        out.append({**q, "distractors": [d for d in q["distractors"] if d[0] not in shipped_titles]})
+    return tuple(out)
+
+
+def heldout_haystack(questions: tuple[dict, ...]) -> list[str]:
+    """NIAH haystack paragraphs for training: those of `questions` once the shipped ones are left out."""
+    return [paragraph for _title, paragraph in paragraphs_of(without_shipped(questions))]
 
 
 @functools.cache

@@ -234,13 +234,14 @@ def default_haystack() -> list[str]:
 
 def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: int = 1, seed: int = 0,
                    counter: TokenCounter = WordEstimate(), haystack: str | Sequence[str] | None = None,
-                   value_digits: int = 7, random_start: bool = False) -> list[Document]:
+                   value_digits: int = 7, random_start: bool = False, haystack_license: str = "") -> list[Document]:
     """The paper's needle-in-a-haystack grid: for each length (tokens) and depth (0 = start, 1 = end), documents
     of real text with one needle sentence inserted on the paragraph boundary nearest the depth.
 
     The haystack is read from its start (skipping paragraphs too long for the room left) and repeated from its
     start when a length needs more text than it holds.
-    A custom haystack is a list of paragraphs or a text whose paragraphs are separated by blank lines.
+    A custom haystack is a list of paragraphs or a text whose paragraphs are separated by blank lines, under
+    `haystack_license`.
     Needle values are `value_digits`-digit numbers (the paper's 7 by default; fewer are easier for tiny students).
     `random_start` reads each document's haystack from a seeded paragraph instead of the start, so that short
     training documents cover the whole haystack and a student cannot tell the needle by the text around it.
@@ -252,7 +253,7 @@ def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: 
         license = NIAH_LICENSE
     else:
         paragraphs = [p for p in (haystack.split(PARAGRAPH_SEP) if isinstance(haystack, str) else haystack) if p.strip()]
-        license = ""
+        license = haystack_license
         if not paragraphs:
             raise ValueError("the haystack holds no text. Fix: pass paragraphs of real text, or None for the default")
     for depth in depths:
