@@ -25,6 +25,7 @@ from ray.train.torch import TorchTrainer
 from transformers import AutoTokenizer
 
 from pipeline.corpus import read_corpus
+from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from students.data import TokenizedCorpus, tokenizer_hash
 from students.run_dir import RunDir, RunSpec
 from students.tokenizer import add_stream_tokens, train_stream_tokenizer
@@ -43,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="optimizer steps to train to (overrides the config)")
     parser.add_argument("--student", choices=("swa", "gla"), help="student family (overrides the config)")
     parser.add_argument(
-        "--init", help="'scratch' (train a tokenizer on the corpus, build a student from the config) or a Hugging Face "
-        "Llama / Mistral / Qwen2 folder to convert (overrides the config)",
+        "--init", help="'scratch' (train a tokenizer on the corpus, build a student from the config), a Hugging Face "
+        "Llama / Mistral / Qwen2 folder to convert, or 'smollm2' (prepared if missing) (overrides the config)",
     )
     parser.add_argument(
         "--launcher", choices=("auto", "local", "ray"), default="auto",
@@ -120,12 +121,19 @@ def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None 
         config = requested
     config_file.write_text(yaml.safe_dump(_yaml_friendly(config.to_dict()), sort_keys=False))
 
+    # config.yaml keeps a prepared model's name (portable); the workers get its folder on this machine.
+    base_model = None if config.student.init == "scratch" else config.student.init
+    if config.student.init in PREPARED_MODELS:
+        prepare_smollm2()
+        base_model = PREPARED_MODELS[config.student.init]
+    config.student.init = resolve_model(config.student.init)
     tokenizer = _run_tokenizer(config, corpus_dir, folder.tokenizer)
     source = {"corpus_manifest_hash": corpus_hash, "tokenizer_hash": tokenizer_hash(tokenizer)}
     corpus = TokenizedCorpus.build(read_corpus(corpus_dir), tokenizer, folder.tokenized, source)
     run_file.write_text(json.dumps({"corpus": str(corpus_dir), **source}, indent=2) + "\n")
     log.info("corpus %s: %d streams, %d tokens", corpus_dir, len(corpus), corpus.num_tokens)
-    return RunSpec(run_dir=str(run_dir), config=config.to_dict(), corpus_dir=str(corpus_dir), corpus_manifest_hash=corpus_hash)
+    return RunSpec(run_dir=str(run_dir), config=config.to_dict(), corpus_dir=str(corpus_dir), corpus_manifest_hash=corpus_hash,
+                   base_model=base_model)
 
 
 def _run_tokenizer(config, corpus_dir: Path, directory: Path):

@@ -33,6 +33,7 @@ class RunSpec:
     config: dict  # TrainConfig.to_dict()
     corpus_dir: str
     corpus_manifest_hash: str
+    base_model: str | None = None  # what the student was converted from, as its model card names it; None: scratch
 
     @property
     def folder(self) -> RunDir:

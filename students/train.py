@@ -253,7 +253,7 @@ def export(engine, tokenizer, config: TrainConfig, spec: RunSpec, state, rank: i
     losses = [(r["step"], r["loss"]) for r in read_metrics(run_dir.metrics)]
     info = ExportInfo(
         student=config.student.kind,
-        base_model=None if config.student.init == "scratch" else config.student.init,
+        base_model=spec.base_model,
         corpus=spec.corpus_dir,
         corpus_manifest_hash=spec.corpus_manifest_hash,
         steps=state.step,
