@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import students  # noqa: F401  (registers the GLA student classes with AutoModelForCausalLM)
+from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.chunking import TokenizerCounter, check_chunk_size, chunk_document
 from pipeline.documents import Document, chunk_texts, question_text
 from pipeline.longbench import longbench_score, read_longbench
@@ -40,6 +41,8 @@ from teachers.base import chat_prompt
 MODES: tuple[str, ...] = ("emr", "one-round", "teacher")
 MODE_TITLES: dict[str, str] = {"emr": "EMR (Smooth Reading)", "one-round": "one-round", "teacher": "teacher one-round"}
 TASKS: tuple[str, ...] = ("niah", "hotpotqa", "quality")
+# LongBench's instruction for its QA tasks, said before and after the passages as LongBench does.
+PARENT_INSTRUCTION = "Answer the question based on the given passages. Only give me the answer and do not output any other words."
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class EvalItem:
     task: str
     length: int  # tokens: the built length for synthetic tasks, the power-of-two bucket for natural ones
     doc: Document
-    metric: str = "answer"  # "answer": pipeline.metrics.score_answer; otherwise a LongBench metric name
+    metric: str = "answer"  # "answer": pipeline.metrics.score_answer; "string_match": the answer contains a reference;
+    # otherwise a LongBench metric name
     all_classes: tuple[str, ...] = ()
     first_line_only: bool = False
 
@@ -62,13 +66,16 @@ class EvalConfig:
     n_per_cell: int = 2  # NIAH documents per (length, depth)
     value_digits: int = 7  # NIAH: digits of each needle's value (as the student was trained on)
     n_per_length: int = 10  # long-HotpotQA documents per length
+    hotpotqa_lengths: list[int] = field(default_factory=list)  # long-HotpotQA lengths when not `lengths`
     max_documents: int = 0  # QuALITY / LongBench: at most this many questions per task (0: all)
     chunk_tokens: int = 0  # 0: half the student's window
     max_new_tokens: int = 32  # answer tokens
     max_summary_tokens: int = 128  # per summary; a summary that runs longer is closed by the reader
     seed: int = 1  # NIAH / long-HotpotQA documents; not the generate job's default seed (0), so needles differ
     modes: list[str] = field(default_factory=lambda: ["emr", "one-round"])
-    engine: str = "transformers"  # EMR reader: transformers (one document at a time) | vllm (all documents batched)
+    engine: str = "transformers"  # readers: transformers (one document at a time) | vllm (a length's documents batched)
+    dtype: str = "float32"  # the vLLM readers' weights: float32 | bfloat16 (much faster on CPUs with AMX)
+    teacher: str = ""  # the self-attention reference (row "teacher"): a Hugging Face folder or a prepared model name
 
 
 # ---------------------------------------------------------------------------------------------------------- LongBench
@@ -88,6 +95,8 @@ def score_item(item: EvalItem, prediction: str) -> float:
     """Score in [0, 1]: `score_answer` for our tasks, LongBench's own scoring for its files."""
     if item.metric == "answer":
         return float(score_answer(item.doc, prediction)[0])
+    if item.metric == "string_match":  # RULER's NIAH score: the needle's value is in the answer, however phrased
+        return float(any(answer in prediction for answer in item.doc.answers))
     return longbench_score(prediction, item.doc.answers, item.metric, item.all_classes, item.first_line_only)
 
 
@@ -134,18 +143,51 @@ def _cell(row: dict[str, Any]) -> str:
     return f"{row['score']:.1f} [{low:.1f}, {high:.1f}] ({row['n']})"
 
 
-def write_results(rows: list[dict[str, Any]], records: list[dict[str, Any]], output: Path, header: str) -> None:
+def write_results(rows: list[dict[str, Any]], output: Path, header: str) -> None:
+    """results.json, results.md and accuracy.png from the rows so far (predictions.jsonl is appended as groups end)."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    with (output / "predictions.jsonl").open("w") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
     (output / "results.md").write_text(
         f"{header}\n\nScores in percent, their 95% interval in square brackets (Wilson for right/wrong scores, "
         "bootstrap for graded ones), documents in round brackets; metric per task: "
         + ", ".join(sorted({f"{r['task']}: {r['metric']}" for r in rows})) + ".\n\n" + markdown_table(rows)
     )
     plot_accuracy(rows, output / "accuracy.png")
+
+
+def finished_records(output: Path, model_dir: Path, config: EvalConfig, group_sizes: dict[tuple, int]) -> list[dict]:
+    """What an earlier run on `output` already read: the records of every (mode, task, length) group it finished.
+
+    The first run writes evaluation.json (the model and the config); a rerun with another one is refused, because
+    its rows would mix two evaluations."""
+    setup = {"model": str(Path(model_dir).resolve()), "config": asdict(config)}
+    setup_file, predictions = output / "evaluation.json", output / "predictions.jsonl"
+    output.mkdir(parents=True, exist_ok=True)
+    if setup_file.exists():
+        previous = json.loads(setup_file.read_text())
+        if previous != json.loads(json.dumps(setup)):
+            changed = sorted(k for k in setup["config"] if previous["config"].get(k) != setup["config"][k])
+            raise ValueError(f"{output} holds an evaluation of {previous['model']} with other settings "
+                             f"({', '.join(changed) or 'model'}). Fix: rerun with the same ones to resume, or use a new --output")
+    else:
+        setup_file.write_text(json.dumps(setup, indent=2) + "\n")
+        predictions.unlink(missing_ok=True)
+    records = []
+    if predictions.exists():
+        for line in predictions.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash; its group is read again
+                pass
+    counts: dict[tuple, int] = defaultdict(int)
+    for r in records:
+        counts[(r["mode"], r["task"], r["length"])] += 1
+    return [r for r in records if counts[(r["mode"], r["task"], r["length"])] == group_sizes.get((r["task"], r["length"]))]
+
+
+def append_records(output: Path, records: list[dict]) -> None:
+    with (output / "predictions.jsonl").open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
@@ -185,9 +227,9 @@ def build_items(config: EvalConfig, counter) -> list[EvalItem]:
         if task == "niah":
             docs = niah_documents(config.lengths, config.depths, config.n_per_cell, config.seed, counter,
                                   value_digits=config.value_digits)
-            items += [EvalItem("niah", int(d.metadata["length"]), d) for d in docs]
+            items += [EvalItem("niah", int(d.metadata["length"]), d, metric="string_match") for d in docs]
         elif task == "hotpotqa":
-            for length in config.lengths:
+            for length in config.hotpotqa_lengths or config.lengths:
                 docs = long_hotpotqa(length, config.n_per_length, config.seed, counter)
                 items += [EvalItem("hotpotqa", length, d) for d in docs]
         elif task == "quality":
@@ -243,28 +285,32 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
               batched: tuple[Any, float] | None = None) -> dict:
     """Read one document in one mode; the per-document record (prediction, score, cost).
 
-    `batched`: the EMR result and seconds per document of `read_emr_with_vllm`, instead of reading here."""
+    `batched`: what `read_with_vllm` read for this document (a ReadingResult, or the teacher's text) and its share of
+    the batch's seconds, instead of reading here."""
     question = question_text(item.doc)
     start = time.perf_counter()
+    if batched is not None:
+        result, seconds = batched
+        start -= seconds
     extra: dict[str, Any] = {}
     if mode == "emr":
         chunks = chunk_texts(item.doc.context, chunk_document(item.doc.context, chunk_tokens, counter))
-        if batched is not None:
-            result, seconds = batched
-            start -= seconds  # the document's share of the batched reading
-        else:
+        if batched is None:
             result = smooth_read(reader.model, reader.tokenizer, question, chunks, config.max_summary_tokens,
                                  config.max_new_tokens)
         prediction = result.answer
         extra = {"chunks": len(chunks), "chunks_read": result.chunks_read, "stopped_early": result.stopped_early,
                  "parsed_rounds": result.parsed_rounds, "tokens_generated": result.tokens_generated}
     elif reader.knows_stream:
-        result = one_round_read(reader.model, reader.tokenizer, question, item.doc.context, config.max_summary_tokens,
-                                config.max_new_tokens)
+        if batched is None:
+            result = one_round_read(reader.model, reader.tokenizer, question, item.doc.context,
+                                    config.max_summary_tokens, config.max_new_tokens)
         prediction = result.answer
         extra = {"tokens_generated": result.tokens_generated}
     else:
-        prediction = chat_read(reader, question, item.doc.context, config.max_new_tokens)
+        prompt, kept = parent_prompt(reader, question, item.doc.context, config.max_new_tokens)
+        prediction = result if batched is not None else chat_read(reader, prompt, config.max_new_tokens)
+        extra = {"context_tokens_kept": kept}
     return {
         "task": item.task, "mode": mode, "length": item.length, "model": reader.name,
         "window": reader.window, "chunk_tokens": chunk_tokens if mode == "emr" else None, "metric": item.metric,
@@ -273,12 +319,33 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
     }
 
 
-def chat_read(reader: Reader, question: str, context: str, max_new_tokens: int) -> str:
-    """One-round reading by a model that does not know the stream format: its chat template, greedy decoding."""
-    prompt = chat_prompt(reader.tokenizer, [{
-        "role": "user",
-        "content": f"Read the text and answer the question with a short answer only.\n\n{context}\n\nQuestion: {question}",
-    }])
+def parent_prompt(reader: Reader, question: str, context: str, max_new_tokens: int) -> tuple[str, int]:
+    """A self-attention model's one-round prompt (its chat template), and how many context tokens it keeps.
+
+    A context longer than the model's position limit leaves room for the prompt and the answer by dropping its
+    middle (LongBench's rule: the start and the end of a document are kept), so a parent is measured reading what
+    it can hold rather than failing past its context."""
+    def prompt(text: str) -> str:
+        return chat_prompt(reader.tokenizer, [{
+            "role": "user",
+            "content": f"{PARENT_INSTRUCTION}\n\nThe following are given passages.\n{text}\n\n{PARENT_INSTRUCTION}\n\n"
+                       f"Question: {question}\nAnswer:",
+        }])
+
+    ids = reader.tokenizer(context, add_special_tokens=False)["input_ids"]
+    limit = getattr(reader.model.config, "max_position_embeddings", None)
+    if limit is not None:
+        overhead = len(reader.tokenizer(prompt(""), add_special_tokens=False)["input_ids"])
+        room = limit - overhead - max_new_tokens - 8  # 8: slack for tokens merging across the cut
+        if len(ids) > room:
+            head = room // 2
+            context = reader.tokenizer.decode(ids[:head]) + "\n\n" + reader.tokenizer.decode(ids[len(ids) - (room - head):])
+            ids = ids[:room]
+    return prompt(context), len(ids)
+
+
+def chat_read(reader: Reader, prompt: str, max_new_tokens: int) -> str:
+    """Greedy decoding of `prompt` by a model that does not know the stream format."""
     ids = reader.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         out = reader.model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
@@ -286,23 +353,42 @@ def chat_read(reader: Reader, question: str, context: str, max_new_tokens: int) 
     return reader.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
-def read_emr_with_vllm(model_dir: Path, reader: Reader, items: list[EvalItem], chunk_tokens: int, counter,
-                       config: EvalConfig) -> list[tuple[Any, float]]:
-    """EMR reading of every item at once on a vLLM engine (students.reading_vllm); (result, seconds per document)."""
-    from students.reading_vllm import smooth_read_batch, vllm_engine
+def read_with_vllm(llm, reader: Reader, items: list[EvalItem], mode: str, chunk_tokens: int, counter,
+                   config: EvalConfig) -> list[tuple[Any, float]]:
+    """Read `items` in `mode` all at once on a vLLM engine: EMR and one-round streams with
+    students.reading_vllm.smooth_read_batch, the parent's prompts with one generate call; (result, seconds per document)."""
+    from vllm import SamplingParams
 
-    documents = [(question_text(item.doc), chunk_texts(item.doc.context, chunk_document(item.doc.context, chunk_tokens,
-                                                                                       counter))) for item in items]
-    llm = vllm_engine(str(model_dir), dtype="float32")
+    from students.reading_vllm import smooth_read_batch
+
     start = time.perf_counter()
-    results = smooth_read_batch(llm, reader.tokenizer, documents, config.max_summary_tokens, config.max_new_tokens)
+    if mode == "teacher":
+        prompts = [parent_prompt(reader, question_text(i.doc), i.doc.context, config.max_new_tokens)[0] for i in items]
+        params = SamplingParams(temperature=0.0, max_tokens=config.max_new_tokens)
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        results: list[Any] = [o.outputs[0].text.strip() for o in outputs]
+    else:
+        documents = [(question_text(i.doc), chunk_texts(i.doc.context, chunk_document(i.doc.context, chunk_tokens, counter))
+                      if mode == "emr" else [i.doc.context]) for i in items]
+        results = smooth_read_batch(llm, reader.tokenizer, documents, config.max_summary_tokens, config.max_new_tokens)
     seconds = (time.perf_counter() - start) / max(len(items), 1)
     return [(result, seconds) for result in results]
 
 
+def vllm_reader_engine(folder: Path, reader: Reader, config: EvalConfig):
+    """One engine per model: a student's reads past any parent's context, a parent's stops at its own."""
+    from students.reading_vllm import vllm_engine
+
+    limit = {} if reader.knows_stream else {"max_model_len": reader.model.config.max_position_embeddings}
+    return vllm_engine(str(folder), dtype=config.dtype, **limit)
+
+
 # -------------------------------------------------------------------------------------------------------------- the job
-def evaluate(model_dir: Path, output: Path, config: EvalConfig, teacher_dir: Path | None = None) -> list[dict]:
-    """Read every task's documents in every mode; write results.json, results.md, accuracy.png, predictions.jsonl."""
+def evaluate(model_dir: Path, output: Path, config: EvalConfig) -> list[dict]:
+    """Read every task's documents in every mode; write results.json, results.md, accuracy.png, predictions.jsonl.
+
+    With the vLLM engine the documents of one (task, length) are read as one batch, so seconds per document are
+    per length."""
     student = load_reader(model_dir)
     if not student.knows_stream:
         raise ValueError(f"{model_dir}: its tokenizer lacks the stream markers, so it cannot read in the EMR format. "
@@ -310,20 +396,42 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig, teacher_dir: Pat
     counter = TokenizerCounter(student.tokenizer)
     chunk_tokens = resolve_chunk_tokens(student, config.chunk_tokens)
     items = build_items(config, counter)
-    jobs = [(student, mode) for mode in config.modes if mode != "teacher"]
-    if teacher_dir is not None:
-        jobs.append((load_reader(teacher_dir), "teacher"))
-    records = []
-    for reader, mode in jobs:
-        batched = [None] * len(items)
-        if mode == "emr" and config.engine == "vllm":
-            batched = read_emr_with_vllm(model_dir, reader, items, chunk_tokens, counter, config)
-        for item, done in zip(tqdm(items, desc=f"{mode} ({reader.name})", unit="doc"), batched):
-            records.append(read_item(reader, item, mode, chunk_tokens, counter, config, done))
-    rows = aggregate(records)
+    # EMR first, then the parent, then one-round reading: an interrupted run has the rows that matter most.
+    jobs = [(student, Path(model_dir), "emr")] if "emr" in config.modes else []
+    teacher = None
+    if config.teacher:
+        if config.teacher in PREPARED_MODELS:
+            prepare_smollm2()
+        teacher_dir = Path(resolve_model(config.teacher))
+        teacher = load_reader(teacher_dir)
+        jobs.append((teacher, teacher_dir, "teacher"))
+    if "one-round" in config.modes:
+        jobs.append((student, Path(model_dir), "one-round"))
     header = (f"# Evaluation of {student.name}\n\nwindow {student.window} tokens, EMR chunks of {chunk_tokens} tokens"
-              + (f"; teacher {jobs[-1][0].name}" if teacher_dir is not None else ""))
-    write_results(rows, records, Path(output), header)
+              + (f"; teacher {teacher.name}" if teacher is not None else ""))
+    groups: dict[tuple[str, int], list[EvalItem]] = defaultdict(list)
+    for item in items:
+        groups[(item.task, item.length)].append(item)
+    output = Path(output)
+    records = finished_records(output, model_dir, config, {key: len(group) for key, group in groups.items()})
+    finished = {(r["mode"], r["task"], r["length"]) for r in records}
+    engines: dict[Path, Any] = {}
+    for reader, folder, mode in jobs:
+        todo = [group for (task, length), group in groups.items() if (mode, task, length) not in finished]
+        if config.engine == "vllm" and todo and folder not in engines:
+            engines = {folder: vllm_reader_engine(folder, reader, config)}  # the previous model's engine is let go
+        progress = tqdm(total=sum(map(len, todo)), desc=f"{mode} ({reader.name})", unit="doc")
+        for group in todo:
+            batched = (read_with_vllm(engines[folder], reader, group, mode, chunk_tokens, counter, config)
+                       if config.engine == "vllm" else [None] * len(group))
+            new = [read_item(reader, item, mode, chunk_tokens, counter, config, done) for item, done in zip(group, batched)]
+            append_records(output, new)
+            records += new
+            write_results(aggregate(records), output, header)
+            progress.update(len(group))
+        progress.close()
+    rows = aggregate(records)
+    write_results(rows, output, header)
     return rows
 
 
@@ -341,7 +449,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-documents", type=int, help="QuALITY / LongBench: at most this many questions per task")
     parser.add_argument("--chunk-tokens", type=int, help="EMR chunk size (default: half the window)")
     parser.add_argument("--modes", help=f"comma-separated: emr, one-round (default: {','.join(default.modes)})")
-    parser.add_argument("--teacher", type=Path, help="a self-attention Hugging Face causal LM: one-round reference row")
+    parser.add_argument("--teacher", help="a self-attention Hugging Face causal LM folder, or 'smollm2': the one-round "
+                                          "reference row (a context past its position limit loses its middle)")
     parser.add_argument("--max-summary-tokens", type=int,
                         help=f"cap of one summary, EMR rounds (default: {default.max_summary_tokens})")
     parser.add_argument("--max-answer-tokens", type=int, help=f"cap of the answer (default: {default.max_new_tokens})")
@@ -352,6 +461,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("transformers", "vllm"),
                         help="EMR reader: transformers (one document at a time) or vllm (all documents batched, "
                              f"prefix caching; sliding-window students) (default: {default.engine})")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help=f"vLLM readers' weights (default: {default.dtype})")
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
@@ -361,7 +471,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         "lengths": args.lengths, "depths": args.depths, "n_per_cell": args.n, "n_per_length": args.n,
         "max_documents": args.max_documents, "chunk_tokens": args.chunk_tokens, "seed": args.seed,
         "max_summary_tokens": args.max_summary_tokens, "max_new_tokens": args.max_answer_tokens,
-        "value_digits": args.value_digits, "engine": args.engine,
+        "value_digits": args.value_digits, "engine": args.engine, "teacher": args.teacher, "dtype": args.dtype,
     }
     config = EvalConfig(**{name: value for name, value in given.items() if value is not None})
     bad = [m for m in config.modes if m not in MODES or m == "teacher"]
@@ -371,7 +481,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = evaluate(args.model, args.output, config_from_args(args), args.teacher)
+    rows = evaluate(args.model, args.output, config_from_args(args))
     print((Path(args.output) / "results.md").read_text())
     print(f"wrote {len(rows)} rows to {Path(args.output) / 'results.json'}")
     return 0

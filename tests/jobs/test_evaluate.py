@@ -122,7 +122,7 @@ def test_evaluate_reads_in_both_modes_and_writes_the_report(exported_student, lo
     qa, _, _ = longbench_files
     config = EvalConfig(tasks=["niah", f"longbench:{qa}"], lengths=[128, 256], depths=[0.5], n_per_cell=2,
                         seed=1, max_summary_tokens=6, max_new_tokens=4)
-    rows = evaluate(exported_student, tmp_path / "eval", config, teacher_dir=None)
+    rows = evaluate(exported_student, tmp_path / "eval", config)
 
     cells = {(r["task"], r["mode"], r["length"]): r for r in rows}
     assert set(cells) == {(t, m, l) for m in ("emr", "one-round")
