@@ -30,6 +30,7 @@ import students  # noqa: F401  (registers the GLA student classes with AutoModel
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.chunking import TokenizerCounter, check_chunk_size, chunk_document
 from pipeline.documents import Document, chunk_texts, question_text
+from pipeline.files import write_atomic
 from pipeline.longbench import longbench_score, read_longbench
 from pipeline.metrics import interval95, score_answer
 from pipeline.sources import long_hotpotqa, niah_documents, quality_documents
@@ -182,7 +183,11 @@ def finished_records(output: Path, model_dir: Path, config: EvalConfig, group_si
     counts: dict[tuple, int] = defaultdict(int)
     for r in records:
         counts[(r["mode"], r["task"], r["length"])] += 1
-    return [r for r in records if counts[(r["mode"], r["task"], r["length"])] == group_sizes.get((r["task"], r["length"]))]
+    finished = [r for r in records if counts[(r["mode"], r["task"], r["length"])] == group_sizes.get((r["task"], r["length"]))]
+    # Unfinished groups and a torn last line are dropped before anything is appended.
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in finished)
+    write_atomic(predictions, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return finished
 
 
 def append_records(output: Path, records: list[dict]) -> None:
@@ -301,7 +306,7 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
         prediction = result.answer
         extra = {"chunks": len(chunks), "chunks_read": result.chunks_read, "stopped_early": result.stopped_early,
                  "parsed_rounds": result.parsed_rounds, "tokens_generated": result.tokens_generated}
-    elif reader.knows_stream:
+    elif mode == "one-round":
         if batched is None:
             result = one_round_read(reader.model, reader.tokenizer, question, item.doc.context,
                                     config.max_summary_tokens, config.max_new_tokens)
@@ -375,11 +380,11 @@ def read_with_vllm(llm, reader: Reader, items: list[EvalItem], mode: str, chunk_
     return [(result, seconds) for result in results]
 
 
-def vllm_reader_engine(folder: Path, reader: Reader, config: EvalConfig):
+def vllm_reader_engine(folder: Path, reader: Reader, config: EvalConfig, parent: bool):
     """One engine per model: a student's reads past any parent's context, a parent's stops at its own."""
     from students.reading_vllm import vllm_engine
 
-    limit = {} if reader.knows_stream else {"max_model_len": reader.model.config.max_position_embeddings}
+    limit = {"max_model_len": reader.model.config.max_position_embeddings} if parent else {}
     return vllm_engine(str(folder), dtype=config.dtype, **limit)
 
 
@@ -419,7 +424,7 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig) -> list[dict]:
     for reader, folder, mode in jobs:
         todo = [group for (task, length), group in groups.items() if (mode, task, length) not in finished]
         if config.engine == "vllm" and todo and folder not in engines:
-            engines = {folder: vllm_reader_engine(folder, reader, config)}  # the previous model's engine is let go
+            engines = {folder: vllm_reader_engine(folder, reader, config, mode == "teacher")}  # the previous model's engine is let go
         progress = tqdm(total=sum(map(len, todo)), desc=f"{mode} ({reader.name})", unit="doc")
         for group in todo:
             batched = (read_with_vllm(engines[folder], reader, group, mode, chunk_tokens, counter, config)

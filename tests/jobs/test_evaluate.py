@@ -15,7 +15,9 @@ from jobs.evaluate import (
     evaluate,
     length_bucket,
     longbench_items,
+    load_reader,
     markdown_table,
+    parent_prompt,
     score_item,
 )
 from pipeline.chunking import WordEstimate
@@ -140,6 +142,51 @@ def test_evaluate_reads_in_both_modes_and_writes_the_report(exported_student, lo
     table = (out / "results.md").read_text()
     assert "| niah | 256 | 4x |" in table and "EMR (Smooth Reading)" in table
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_niah_counts_an_answer_that_holds_the_value_however_phrased():
+    item = build_items(EvalConfig(lengths=[300], depths=[0.5], n_per_cell=1), WordEstimate())[0]
+    value = item.doc.answers[0]
+    assert score_item(item, f"The special magic number is {value}.") == 1.0
+    assert score_item(item, value[:-1]) == 0.0
+
+
+def test_a_parent_past_its_context_keeps_the_start_and_the_end(tiny_llama_dir):
+    reader = load_reader(tiny_llama_dir)
+    limit = reader.model.config.max_position_embeddings
+    context = " ".join(f"w{i}" for i in range(3 * limit))
+    prompt, kept = parent_prompt(reader, "Which word?", context, max_new_tokens=16)
+    assert len(reader.tokenizer(prompt, add_special_tokens=False)["input_ids"]) + 16 <= limit
+    assert kept < len(reader.tokenizer(context, add_special_tokens=False)["input_ids"])
+    assert " w1 w2 " in prompt and f"w{3 * limit - 1}" in prompt and f" w{3 * limit // 2} " not in prompt
+    short, kept_all = parent_prompt(reader, "Which word?", "w1 w2 w3", max_new_tokens=16)
+    assert "w1 w2 w3" in short and kept_all == len(reader.tokenizer("w1 w2 w3", add_special_tokens=False)["input_ids"])
+
+
+def test_evaluate_resumes_after_its_last_finished_group_and_refuses_other_settings(exported_student, tmp_path,
+                                                                                   monkeypatch):
+    import jobs.evaluate
+
+    config = EvalConfig(tasks=["niah"], lengths=[128, 256], depths=[0.5], n_per_cell=1, modes=["emr"],
+                        max_summary_tokens=4, max_new_tokens=4)
+    out = tmp_path / "eval"
+    first = evaluate(exported_student, out, config)
+    predictions = out / "predictions.jsonl"
+    lines = predictions.read_text().splitlines()
+    # Interrupted while writing the 256-token group: its line is cut short.
+    predictions.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])
+
+    read = []
+    real_read_item = jobs.evaluate.read_item
+    monkeypatch.setattr(jobs.evaluate, "read_item", lambda *a, **k: read.append(a[1].length) or real_read_item(*a, **k))
+    def scores(rows):
+        return [{k: v for k, v in r.items() if k != "seconds_per_document"} for r in rows]
+
+    assert scores(evaluate(exported_student, out, config)) == scores(first)
+    assert read == [256]  # the finished 128-token group is not read again
+    assert len(predictions.read_text().splitlines()) == 2 and json.loads(predictions.read_text().splitlines()[1])
+    with pytest.raises(ValueError, match="other settings \\(lengths\\)"):
+        evaluate(exported_student, out, EvalConfig(**{**config.__dict__, "lengths": [128]}))
 
 
 def test_chunks_above_half_the_window_are_refused(exported_student, tmp_path):

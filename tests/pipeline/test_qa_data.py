@@ -9,8 +9,8 @@ import pytest
 
 from jobs.generate_config import SourceConfig
 from pipeline.chunking import WordEstimate, plan_chunks
-from pipeline.qa_data import hotpotqa_full_questions, long_squad
-from pipeline.sources import long_hotpotqa
+from pipeline.qa_data import heldout_haystack, hotpotqa_full_questions, long_squad, without_shipped
+from pipeline.sources import hotpotqa_questions, long_hotpotqa, paragraphs_of
 from pipeline.verify import verify
 from teachers.rules import RuleTeacher
 
@@ -68,6 +68,23 @@ def test_full_hotpotqa_questions_become_long_documents_with_their_gold_paragraph
         assert WordEstimate().count(doc.context) <= 1000
     # Other questions' paragraphs are drawn as distractors too.
     assert any("Topic3x" in doc.context for doc in docs if doc.metadata["hotpotqa_id"] != "q3")
+
+
+def test_held_out_questions_share_no_question_or_paragraph_with_the_shipped_ones(hotpotqa_file):
+    shipped = hotpotqa_questions()
+    shipped_title = shipped[0]["title_a"]
+    dev = hotpotqa_full_questions(str(hotpotqa_file))
+    # The full dev set holds the shipped questions too, and questions that share a paragraph with them.
+    dev = dev + shipped[:2] + (
+        {**dev[0], "_id": "gold-shared", "title_a": shipped_title},
+        {**dev[1], "_id": "distractor-shared", "distractors": dev[1]["distractors"] + [[shipped_title, ["x."], 0.0]]},
+    )
+    kept = without_shipped(dev)
+    assert [q["_id"] for q in kept] == ["q0", "q1", "q2", "q3", "q4", "distractor-shared"]
+    shipped_titles = {title for title, _ in paragraphs_of(shipped)}
+    assert not {title for title, _ in paragraphs_of(kept)} & shipped_titles
+    haystack = heldout_haystack(dev)
+    assert haystack and not any(p.split("\n")[0] in shipped_titles for p in haystack)
 
 
 def test_long_squad_puts_an_article_among_others_with_the_answer_sentence_as_evidence(squad_file):
