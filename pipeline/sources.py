@@ -260,6 +260,7 @@ def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: 
         if not 0.0 <= depth <= 1.0:
             raise ValueError(f"depth {depth} is outside [0, 1]. Fix: give depths as fractions of the document")
     costs = [counter.count(p) for p in paragraphs]
+    shortest = min(costs)
     sep_tokens = counter.count(PARAGRAPH_SEP)
 
     docs = []
@@ -278,8 +279,9 @@ def niah_documents(lengths: Sequence[int], depths: Sequence[float], n_per_cell: 
                     )
                 i = rng.randrange(len(paragraphs)) if random_start else 0
                 chosen, used, misses = [], 0, 0
-                # A paragraph too long for what is left is skipped, not the end: the text fills its length.
-                while misses < len(paragraphs):
+                # A paragraph too long for what is left is skipped, not the end: the text fills its length
+                # (until not even the shortest paragraph fits).
+                while misses < len(paragraphs) and used + shortest + sep_tokens <= budget:
                     p = i % len(paragraphs)
                     if used + costs[p] + sep_tokens <= budget:
                         chosen.append(paragraphs[p])
