@@ -19,18 +19,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field
 
 from jobs.evaluate import EvalConfig, evaluate
 from jobs.generate import generate
-from jobs.generate_config import config_from_dict
+from jobs.generate_config import GenerateConfig
 from jobs.publish import PublishTarget, publish_dataset, publish_model
 from jobs.train import launch, prepare_run
+from pipeline.config import Config
 from students.run_dir import RunDir
+from students.train_config import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 FULL_CONFIG = CONFIG_DIR / "demo.yaml"
@@ -41,31 +43,27 @@ TARGET_LENGTH_IN_WINDOWS = 16
 PARENT_CLOSE_UP_TO = 8192  # HotpotQA: EMR within 5 F1 points of the parent up to here, above it beyond
 
 
-@dataclass
-class DemoConfig:
-    generate: dict[str, Any]  # the generate job's config (jobs/generate_config.py GenerateConfig)
-    train: dict[str, Any]  # the train job's config (students/train.py TrainConfig)
-    evaluate: dict[str, Any] = field(default_factory=dict)  # jobs/evaluate.py EvalConfig
+class DemoConfig(Config):
+    generate: GenerateConfig
+    train: TrainConfig
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
 
     @classmethod
     def load(cls, path: Path) -> "DemoConfig":
-        values = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = sorted(set(values) - {"generate", "train", "evaluate"})
-        missing = [k for k in ("generate", "train") if k not in values]
-        if unknown or missing:
-            raise ValueError(f"{path}: unknown section(s) {unknown}, missing {missing}. Fix: a demo config has the "
-                             "sections generate, train and evaluate")
-        return cls(**values)
+        try:
+            values = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from None
+        return cls.from_values(values, str(path))
 
     def with_seed(self, seed: int) -> "DemoConfig":
         """The same demo with another corpus, initial weights and data order: what a claim is checked on."""
-        evaluation_seed = self.evaluate.get("seed", 1)
-        if seed == evaluation_seed:
+        if seed == self.evaluate.seed:
             raise ValueError(f"--seed {seed} is the evaluation's seed: training needles would be the evaluation's. "
                              "Fix: pick another seed")
-        train = {**self.train, "student": {**self.train.get("student", {}), "seed": seed},
-                 "data": {**self.train.get("data", {}), "seed": seed}}
-        return DemoConfig(generate={**self.generate, "seed": seed}, train=train, evaluate=self.evaluate)
+        seeded = self.model_copy(deep=True)
+        seeded.generate.seed = seeded.train.student.seed = seeded.train.data.seed = seed
+        return seeded
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,20 +95,18 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
-    generated = generate(config_from_dict(config.generate), corpus)
+    generated = generate(config.generate, corpus)
     seconds["generate"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    train_config = output / "train.yaml"
-    _write_yaml(train_config, config.train)
-    spec = prepare_run(corpus_dir=corpus, run_dir=run_folder.root, config_path=train_config)
+    spec = prepare_run(corpus_dir=corpus, run_dir=run_folder.root, config=config.train)
     code = launch(spec, "local")
     if code != 0:
         raise RuntimeError(f"training stopped with code {code} before the end; rerun the demo on {output} to resume")
     seconds["train"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    rows = evaluate(run_folder.export, eval_dir, EvalConfig(**config.evaluate))
+    rows = evaluate(run_folder.export, eval_dir, config.evaluate)
     seconds["evaluate"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
@@ -118,6 +114,7 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     publish_model(run_folder.export, PublishTarget(local_dir=hub_model), evaluation=rows, dataset_id=str(hub_dataset))
     seconds["publish"] = round(time.perf_counter() - start, 1)
 
+    plot_loss(run_folder.metrics, output / "loss.png")
     table = (eval_dir / "results.md").read_text()
     verdict = "\n".join([target_verdict(rows), *parent_verdicts(rows)])
     summary = {"generate": generated, "rows": rows, "seconds": seconds, "verdict": verdict, "table": table,
@@ -172,8 +169,27 @@ def parent_verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _write_yaml(path: Path, values: dict[str, Any]) -> None:
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
+def plot_loss(metrics: Path, path: Path) -> None:
+    """The training loss per optimizer step, and its mean over windows of 20 steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    steps, losses = [r["step"] for r in records], [r["loss"] for r in records]
+    smooth = [sum(losses[max(0, i - 19): i + 1]) / len(losses[max(0, i - 19): i + 1]) for i in range(len(losses))]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, losses, alpha=0.3, label="loss per step")
+    ax.plot(steps, smooth, label="mean of the last 20 steps")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (model-written tokens)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _last_metrics(path: Path) -> dict[str, Any]:

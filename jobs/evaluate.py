@@ -18,17 +18,19 @@ import json
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, field_validator
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import students  # noqa: F401  (registers the GLA student classes with AutoModelForCausalLM)
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.chunking import TokenizerCounter, check_chunk_size, chunk_document
+from pipeline.config import Config
 from pipeline.documents import Document, chunk_texts, question_text
 from pipeline.files import write_atomic
 from pipeline.longbench import longbench_score, read_longbench
@@ -59,24 +61,32 @@ class EvalItem:
     first_line_only: bool = False
 
 
-@dataclass
-class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: ["niah"])
-    lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096])  # NIAH / long-HotpotQA, in tokens
-    depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+class EvalConfig(Config):
+    tasks: list[str] = Field(default_factory=lambda: ["niah"])
+    lengths: list[int] = Field(default_factory=lambda: [1024, 2048, 4096])  # NIAH / long-HotpotQA, in tokens
+    depths: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     n_per_cell: int = 2  # NIAH documents per (length, depth)
     value_digits: int = 7  # NIAH: digits of each needle's value (as the student was trained on)
     n_per_length: int = 10  # long-HotpotQA documents per length
-    hotpotqa_lengths: list[int] = field(default_factory=list)  # long-HotpotQA lengths when not `lengths`
+    hotpotqa_lengths: list[int] = Field(default_factory=list)  # long-HotpotQA lengths when not `lengths`
     max_documents: int = 0  # QuALITY / LongBench: at most this many questions per task (0: all)
     chunk_tokens: int = 0  # 0: half the student's window
     max_new_tokens: int = 32  # answer tokens
     max_summary_tokens: int = 128  # per summary; a summary that runs longer is closed by the reader
     seed: int = 1  # NIAH / long-HotpotQA documents; not the generate job's default seed (0), so needles differ
-    modes: list[str] = field(default_factory=lambda: ["emr", "one-round"])
-    engine: str = "transformers"  # readers: transformers (one document at a time) | vllm (a length's documents batched)
-    dtype: str = "float32"  # the vLLM readers' weights: float32 | bfloat16 (much faster on CPUs with AMX)
+    modes: list[str] = Field(default_factory=lambda: ["emr", "one-round"])
+    engine: Literal["transformers", "vllm"] = "transformers"  # readers: transformers (one document at a time) | vllm (a length's documents batched)
+    dtype: Literal["float32", "bfloat16"] = "float32"  # the vLLM readers' weights (bfloat16: much faster with AMX)
     teacher: str = ""  # the self-attention reference (row "teacher"): a Hugging Face folder or a prepared model name
+
+    @field_validator("modes")
+    @classmethod
+    def _student_modes(cls, modes: list[str]) -> list[str]:
+        bad = [m for m in modes if m not in MODES or m == "teacher"]
+        if bad:
+            raise ValueError(f"modes {bad} are unknown. Fix: use emr and/or one-round (the parent's row comes with "
+                             "teacher / --teacher)")
+        return modes
 
 
 # ---------------------------------------------------------------------------------------------------------- LongBench
@@ -139,6 +149,20 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_table(rows: list[dict[str, Any]]) -> str:
+    """Seconds per document, one line per (task, length), one column per mode."""
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    cells: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        cells[(r["task"], r["length"])][r["mode"]] = r["seconds_per_document"]
+    lines = ["| task | length (tokens) | " + " | ".join(f"{MODE_TITLES[m]} s / doc" for m in modes) + " |",
+             "|---|---:|" + "---:|" * len(modes)]
+    for (task, length), by_mode in sorted(cells.items()):
+        lines.append(f"| {task} | {length} | " + " | ".join(f"{by_mode[m]:.1f}" if m in by_mode else "" for m in modes)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(row: dict[str, Any]) -> str:
     low, high = row["ci95"]
     return f"{row['score']:.1f} [{low:.1f}, {high:.1f}] ({row['n']})"
@@ -152,6 +176,8 @@ def write_results(rows: list[dict[str, Any]], output: Path, header: str) -> None
         f"{header}\n\nScores in percent, their 95% interval in square brackets (Wilson for right/wrong scores, "
         "bootstrap for graded ones), documents in round brackets; metric per task: "
         + ", ".join(sorted({f"{r['task']}: {r['metric']}" for r in rows})) + ".\n\n" + markdown_table(rows)
+        + "\nWall seconds per document (a batched reader's time shared by the documents it read together):\n\n"
+        + cost_table(rows)
     )
     plot_accuracy(rows, output / "accuracy.png")
 
@@ -161,7 +187,7 @@ def finished_records(output: Path, model_dir: Path, config: EvalConfig, group_si
 
     The first run writes evaluation.json (the model and the config); a rerun with another one is refused, because
     its rows would mix two evaluations."""
-    setup = {"model": str(Path(model_dir).resolve()), "config": asdict(config)}
+    setup = {"model": str(Path(model_dir).resolve()), "config": config.to_dict()}
     setup_file, predictions = output / "evaluation.json", output / "predictions.jsonl"
     output.mkdir(parents=True, exist_ok=True)
     if setup_file.exists():
@@ -478,11 +504,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         "max_summary_tokens": args.max_summary_tokens, "max_new_tokens": args.max_answer_tokens,
         "value_digits": args.value_digits, "engine": args.engine, "teacher": args.teacher, "dtype": args.dtype,
     }
-    config = EvalConfig(**{name: value for name, value in given.items() if value is not None})
-    bad = [m for m in config.modes if m not in MODES or m == "teacher"]
-    if bad:
-        raise ValueError(f"modes {bad} are unknown. Fix: use emr and/or one-round (the teacher row comes with --teacher)")
-    return config
+    return EvalConfig.from_values({name: value for name, value in given.items() if value is not None}, "evaluate")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from jobs.teacher_pool import EnginePool, GenerateError, Progress
 from pipeline import readers, sources
 from pipeline.chunking import TokenizerCounter, WordEstimate, plan_chunks
+from pipeline.config import differences
 from pipeline.corpus import CorpusWriter
 from pipeline.documents import Document, DocumentError
 from pipeline.files import write_atomic
@@ -306,9 +307,9 @@ def _write_config(config: GenerateConfig, output: Path) -> None:
     if path.exists():
         saved = load_config(path)
         if saved.content_hash() != config.content_hash():
-            changed = [k for k in ("parts", "seed", "shard_size", "filter") if getattr(saved, k) != getattr(config, k)]
+            changed = "; ".join(differences(saved, config, ignore={"engine"}))
             raise GenerateError(
-                f"{output} was generated with another config (changed: {changed}); resuming would mix two corpora. "
+                f"{output} was generated with another config ({changed}); resuming would mix two corpora. "
                 f"Fix: rerun with the saved {path} (or no --config), or write to a new --output"
             )
     write_atomic(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False),

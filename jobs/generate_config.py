@@ -1,4 +1,4 @@
-"""The generate job's configuration: small dataclasses loaded from YAML, unknown keys refused by name.
+"""The generate job's configuration: typed sections (pipeline.config) loaded from YAML, unknown keys refused by name.
 
 A run is a list of parts, each a teacher with its sources, chunking and round cap; filter and engine settings
 apply to every part. The config's content hash (what decides the records) goes into manifest.json, so a resumed
@@ -7,16 +7,14 @@ run can refuse a changed config.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import Field, field_validator, model_validator
 
 from jobs.teacher_models import PREPARED_MODELS, is_prepared, resolve_model
+from pipeline.config import Config
 from pipeline.verify import CHECKS, check_names
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -26,15 +24,14 @@ HOTPOTQA_DATASETS = ("shipped", "full")
 NIAH_HAYSTACKS = ("default", "heldout_hotpotqa")
 
 
-@dataclass
-class SourceConfig:
+class SourceConfig(Config):
     kind: str  # file | long_hotpotqa | long_squad | quality | niah
     path: str = ""  # file: a jsonl / parquet file or a Hugging Face dataset folder
     n: int = 8  # long_hotpotqa, long_squad: documents to build
     target_tokens: int = 2000  # long_hotpotqa, long_squad: length of each document
     dataset: str = "shipped"  # long_hotpotqa: the shipped 100 questions | full (7,405; `smooth-reading prepare-data`)
-    lengths: list[int] = field(default_factory=lambda: [1000, 2000])  # niah: haystack lengths in tokens
-    depths: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # niah: needle depths, 0 (start) .. 1 (end)
+    lengths: list[int] = Field(default_factory=lambda: [1000, 2000])  # niah: haystack lengths in tokens
+    depths: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9])  # niah: needle depths, 0 (start) .. 1 (end)
     n_per_cell: int = 1  # niah: documents per (length, depth)
     value_digits: int = 7  # niah: digits of each needle's value
     random_start: bool = False  # niah: each haystack starts at a seeded paragraph (not the text's start)
@@ -46,7 +43,8 @@ class SourceConfig:
     haystack: str = "default"
     limit: int = 0  # keep at most this many documents of the source (0: all)
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self) -> "SourceConfig":
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"source kind {self.kind!r} is unknown. Fix: use one of {list(SOURCE_KINDS)}")
         if self.dataset not in HOTPOTQA_DATASETS:
@@ -57,136 +55,93 @@ class SourceConfig:
             raise ValueError("exclude_shipped needs dataset: full (the shipped questions are all there is otherwise)")
         if self.kind == "file" and not self.path:
             raise ValueError("source kind 'file' needs 'path'. Fix: give a jsonl / parquet file or a dataset folder")
+        return self
 
 
-@dataclass
-class ChunkingConfig:
+class ChunkingConfig(Config):
     low: int = 128  # chunk size range in tokens; each document draws its size from it (seeded)
     high: int = 1024
-    counter: str = "words"  # words: pipeline.chunking.WordEstimate (1.5 tokens a word, ...) | tokenizer: exact counts
+    counter: Literal["words", "tokenizer"] = "words"  # words: pipeline.chunking.WordEstimate (1.5 tokens a word, ...) | tokenizer: exact counts
     tokenizer: str = ""  # counter 'tokenizer': a Hugging Face folder (or a prepared model name)
     question_budget: float = 0.5  # the most a question may take, as a fraction of the chunk size; longer: rejected
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self) -> "ChunkingConfig":
         if not 0 < self.low <= self.high:
             raise ValueError(f"chunking: need 0 < low <= high, got low={self.low}, high={self.high}")
-        if self.counter not in ("words", "tokenizer"):
-            raise ValueError(f"chunking.counter {self.counter!r} is unknown. Fix: use 'words' or 'tokenizer'")
         if self.counter == "tokenizer" and not self.tokenizer:
             raise ValueError("chunking.counter 'tokenizer' needs chunking.tokenizer (a Hugging Face folder)")
+        return self
 
 
-@dataclass
-class PartConfig:
+class PartConfig(Config):
     """One teacher over some sources; a run may hold several parts writing into one corpus."""
 
     name: str
     teacher: dict[str, Any]  # teachers.build_teacher config: {"backend": "rules" | "vllm" | ..., ...}
     sources: list[SourceConfig]
-    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     max_rounds: int = 64  # round cap: a document is read in at most this many chunks
     optional: bool = False  # skip the part (saying so) when its teacher's model folder is missing
     engine: EngineConfig | None = None  # this part's Ray settings (default: the run's)
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self) -> "PartConfig":
         if not self.sources:
             raise ValueError(f"part {self.name!r} has no sources. Fix: list at least one under 'sources'")
         if self.max_rounds < 1:
             raise ValueError(f"part {self.name!r}: max_rounds must be at least 1")
+        return self
 
 
 def _all_checks() -> list[str]:
     return list(CHECKS)
 
 
-@dataclass
-class FilterConfig:
+class FilterConfig(Config):
     min_answer_score: float | None = None  # None: the metric's own pass verdict; a number: score >= it
     max_stream_tokens: int = 32768  # token cap: longer rendered streams are rejected (the training length)
-    checks: list[str] = field(default_factory=_all_checks)  # the verifier's checks to apply (pipeline/verify.py)
+    checks: list[str] = Field(default_factory=_all_checks)  # the verifier's checks to apply (pipeline/verify.py)
 
-    def __post_init__(self):
-        self.checks = list(check_names(self.checks))
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, checks: list[str]) -> list[str]:
+        return list(check_names(checks))
 
 
-@dataclass
-class EngineConfig:
+class EngineConfig(Config):
     """How teaching runs on Ray. Changes here do not change what is written, so resume ignores them."""
 
     num_actors: int = 0  # 0: one per GPU of the cluster for LLM teachers, else one
     max_in_flight: int = 16  # documents one actor reads at once
     num_cpus: float = 1  # per actor where it gets no GPU
     num_gpus: float | None = None  # per actor; None: 1 for LLM teachers when the cluster has GPUs, else 0
-    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per actor (e.g. {teacher: 1})
+    resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources per actor (e.g. {teacher: 1})
     max_restarts: int = 4  # Ray restarts of a dead actor
     max_attempts: int = 3  # tries of one document before it is rejected with its last error
     restart_timeout_s: float = 600.0  # how long to wait for a restarted actor before going on without it
     progress_interval_s: float = 10.0
 
 
-@dataclass
-class GenerateConfig:
+class GenerateConfig(Config):
     parts: list[PartConfig]
     seed: int = 0
     shard_size: int = 256
-    filter: FilterConfig = field(default_factory=FilterConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self) -> "GenerateConfig":
         if not self.parts:
             raise ValueError("the config has no parts. Fix: list at least one part (a teacher and its sources)")
         names = [p.name for p in self.parts]
         if len(set(names)) != len(names):
             raise ValueError(f"part names {names} repeat. Fix: give every part its own name")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self
 
     def content_hash(self) -> str:
-        """Hash of what decides the records (engine settings do not): resume requires it unchanged."""
-        content = {k: v for k, v in self.to_dict().items() if k != "engine"}
-        if content["filter"]["checks"] == _all_checks():  # the default that predates the setting
-            content["filter"].pop("checks")
-        for part in content["parts"]:
-            part.pop("optional")
-            part.pop("engine")
-            for source in part["sources"]:
-                for name, default in (("value_digits", 7), ("random_start", False), ("dataset", "shipped"),
-                                      ("exclude_shipped", False), ("haystack", "default")):
-                    if source.get(name) == default:  # defaults that predate the setting: older corpora still resume
-                        source.pop(name)
-        blob = json.dumps(content, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _build(cls, values: Any, where: str):
-    """A config dataclass from YAML values, nested ones too; unknown keys are named with the allowed ones."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
-    allowed = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}. Fix: use only {sorted(allowed)}")
-    kwargs = {}
-    for name, value in values.items():
-        nested = _NESTED.get((cls, name))
-        if nested is None or value is None:
-            kwargs[name] = value
-        elif isinstance(value, list):
-            kwargs[name] = [_build(nested, v, f"{where}.{name}[{i}]") for i, v in enumerate(value)]
-        else:
-            kwargs[name] = _build(nested, value, f"{where}.{name}")
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-_NESTED = {
-    (GenerateConfig, "parts"): PartConfig, (GenerateConfig, "filter"): FilterConfig,
-    (GenerateConfig, "engine"): EngineConfig,
-    (PartConfig, "sources"): SourceConfig, (PartConfig, "chunking"): ChunkingConfig, (PartConfig, "engine"): EngineConfig,
-}
+        """Hash of what decides the records (Ray settings and optional do not): resume requires it unchanged."""
+        return super().content_hash(exclude={"engine": True, "parts": {"__all__": {"optional", "engine"}}})
 
 
 def config_from_dict(values: dict[str, Any]) -> GenerateConfig:
@@ -196,7 +151,7 @@ def config_from_dict(values: dict[str, Any]) -> GenerateConfig:
         # injected by the tests from outside the job (tests/faults.py), so only the all-off block is accepted.
         if any((values.pop("fault") or {}).values()):
             raise ValueError("config: 'fault' settings are no longer part of the job. Fix: remove the 'fault' block")
-    return _build(GenerateConfig, values, "config")
+    return GenerateConfig.from_values(values, "config")
 
 
 def load_config(path: str | Path) -> GenerateConfig:

@@ -24,6 +24,7 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from transformers import AutoTokenizer
 
+from pipeline.config import differences
 from pipeline.corpus import read_corpus
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from students.data import TokenizedCorpus, tokenizer_hash
@@ -73,7 +74,7 @@ def load_config(config_path: str | Path | None, overrides: dict | None = None):
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return TrainConfig.from_dict(raw)
+    return TrainConfig.from_values(raw)
 
 
 def manifest_hash(corpus_dir: Path) -> str:
@@ -86,23 +87,26 @@ def manifest_hash(corpus_dir: Path) -> str:
     return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
 
 
-def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None = None, overrides: dict | None = None):
+def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None = None, overrides: dict | None = None,
+                config: TrainConfig | None = None):
     """Resolve the config, make the tokenizer and the tokenized corpus once, and say what the workers train.
 
-    A new run folder gets config.yaml and run.json. An existing one keeps its config (the one its checkpoints were
-    trained with): a different --config, --student or --init is refused, a new --max-steps is taken.
+    The config is `config`, or read from `config_path` with `overrides`. A new run folder gets config.yaml and
+    run.json. An existing one keeps its config (the one its checkpoints were trained with): a different --config,
+    --student or --init is refused, a new --max-steps is taken.
     """
     corpus_dir, run_dir = corpus_dir.resolve(), run_dir.resolve()
     corpus_hash = manifest_hash(corpus_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder = RunDir(run_dir)
     config_file, run_file = folder.config, folder.run_info
-    requested = load_config(config_path, overrides)
+    given = config is not None
+    requested = config if given else load_config(config_path, overrides)
 
     if config_file.exists():
-        config = TrainConfig.from_dict(yaml.safe_load(config_file.read_text()))
-        changed = _differences(config.to_dict(), requested.to_dict(), ignore={"max_steps"})
-        explicit = config_path is not None or any(v is not None for k, v in (overrides or {}).items() if k != "max_steps")
+        config = TrainConfig.from_values(yaml.safe_load(config_file.read_text()), str(config_file))
+        changed = differences(config, requested, ignore={"max_steps"})
+        explicit = given or config_path is not None or any(v is not None for k, v in (overrides or {}).items() if k != "max_steps")
         if changed and explicit:
             raise ValueError(
                 f"{run_dir} was started with another config ({'; '.join(changed)}); its checkpoints can only continue "
@@ -118,8 +122,8 @@ def prepare_run(corpus_dir: Path, run_dir: Path, config_path: str | Path | None 
                 f"{corpus_dir} has manifest hash {corpus_hash}: resume with that corpus, or use a new --output"
             )
     else:
-        config = requested
-    config_file.write_text(yaml.safe_dump(_yaml_friendly(config.to_dict()), sort_keys=False))
+        config = requested.model_copy(deep=True)  # the caller's config is not changed by what follows
+    config_file.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     # config.yaml keeps a prepared model's name (portable); the workers get its folder on this machine.
     base_model = None if config.student.init == "scratch" else config.student.init
@@ -154,7 +158,7 @@ def _run_tokenizer(config, corpus_dir: Path, directory: Path):
 
 def launch(spec, launcher: str = "auto") -> int:
     """Run the workers: this process alone, or Ray Train's TorchTrainer with one worker per GPU."""
-    config = TrainConfig.from_dict(spec.config)
+    config = TrainConfig.from_values(spec.config)
     if launcher == "auto":
         many = config.num_workers > 1 or torch.cuda.device_count() > 1
         launcher = "ray" if os.environ.get("RAY_ADDRESS") or many else "local"
@@ -189,24 +193,3 @@ def _ray_worker(spec: dict) -> None:
     code = run_training(spec)
     if code != 0:
         raise RuntimeError(f"training worker {context.get_world_rank()} stopped with code {code}")
-
-
-def _differences(saved: dict, requested: dict, ignore: set[str], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(saved) | set(requested)):
-        if prefix + key in ignore:
-            continue
-        a, b = saved.get(key), requested.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, ignore, f"{prefix}{key}.")
-        elif (list(a) if isinstance(a, tuple) else a) != (list(b) if isinstance(b, tuple) else b):
-            out.append(f"{prefix}{key}: saved {a!r}, now {b!r}")
-    return out
-
-
-def _yaml_friendly(value):
-    if isinstance(value, dict):
-        return {k: _yaml_friendly(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return list(value)
-    return value

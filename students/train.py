@@ -137,7 +137,7 @@ def run_training(spec: RunSpec | dict) -> int:
     import deepspeed.comm as dist
 
     run_dir = spec.folder
-    config = TrainConfig.from_dict(spec.config)
+    config = TrainConfig.from_values(spec.config)
     rank, world_size = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":

@@ -1,5 +1,5 @@
-"""The training run's configuration: typed sections loaded from the run's YAML, unknown keys refused by name, and the
-DeepSpeed JSON made from them.
+"""The training run's configuration: typed sections (pipeline.config) loaded from the run's YAML, and the DeepSpeed
+JSON made from them.
 
     max_steps / num_workers
     student:    what is trained (kind, init: scratch or a checkpoint to convert, window, sizes, seed)
@@ -11,13 +11,16 @@ DeepSpeed JSON made from them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from pipeline.config import Config
 
 
-@dataclass
-class StudentConfig:
-    kind: str = "swa"  # swa (sliding-window attention) | gla (gated linear attention)
-    init: str = "scratch"  # "scratch", or a Hugging Face Llama / Mistral / Qwen2 folder to convert
+class StudentConfig(Config):
+    kind: Literal["swa", "gla"] = "swa"  # sliding-window attention | gated linear attention
+    init: str = "scratch"  # "scratch", a Hugging Face Llama / Mistral / Qwen2 folder to convert, or a prepared name
     window: int = 256  # swa: tokens each query sees
     # The architecture below is used from scratch only; a converted checkpoint keeps its own.
     hidden_size: int = 64
@@ -29,14 +32,12 @@ class StudentConfig:
     seed: int = 0  # weight initialisation
 
 
-@dataclass
-class DataConfig:
+class DataConfig(Config):
     seq_len: int = 0  # tokens per packed row (the paper trains at 32k); 0: fit the corpus' longest stream
     seed: int = 0  # sample order: a pure function of (seed, epoch)
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(Config):
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
     warmup_steps: int = 10
@@ -46,63 +47,26 @@ class OptimConfig:
     gradient_clipping: float = 1.0
 
 
-@dataclass
-class DeepSpeedConfig:
-    zero_stage: int = 1  # 0 | 1 | 2 | 3
-    precision: str = "auto"  # auto (bf16 where the accelerator has it, else fp32) | bf16 | fp32
+class DeepSpeedConfig(Config):
+    zero_stage: Literal[0, 1, 2, 3] = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the accelerator has it, else fp32
     activation_checkpointing: bool = False
     gradient_accumulation: int = 1  # micro-batches (packed rows) per rank per optimizer step
 
 
-@dataclass
-class CheckpointConfig:
+class CheckpointConfig(Config):
     every: int = 100  # optimizer steps between checkpoints (and one at the end and on SIGTERM)
     keep_last: int = 2
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(Config):
     max_steps: int = 100
-    student: StudentConfig = field(default_factory=StudentConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    engine: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    engine: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     num_workers: int = 0  # 0: one per GPU of the cluster (one on a machine without GPUs)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return _from_dict(cls, d or {}, "")
-
-
-def _from_dict(cls, d: dict, where: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; known: {', '.join(sorted(known))}")
-    kwargs = {}
-    for name, value in d.items():
-        default = getattr(cls(), name)
-        if is_dataclass(default):
-            if not isinstance(value, dict):
-                raise ValueError(f"config key {where}{name} must be a mapping, got {value!r}")
-            kwargs[name] = _from_dict(type(default), value, f"{where}{name}.")
-        elif isinstance(default, tuple):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    config = cls(**kwargs)
-    if isinstance(config, StudentConfig) and config.kind not in ("swa", "gla"):
-        raise ValueError(f"student.kind must be 'swa' or 'gla', got {config.kind!r}")
-    if isinstance(config, DeepSpeedConfig):
-        if config.zero_stage not in (0, 1, 2, 3):
-            raise ValueError(f"engine.zero_stage must be 0, 1, 2 or 3, got {config.zero_stage!r}")
-        if config.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"engine.precision must be auto, bf16 or fp32, got {config.precision!r}")
-    return config
 
 
 def use_bf16(precision: str) -> bool:

@@ -10,7 +10,6 @@ prompt too long for the model, a rule document without evidence): record it as a
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
 from typing import Any
 
 from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, PromptTemplates, Teacher, TeacherError
@@ -18,20 +17,7 @@ from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, PromptTempla
 BACKENDS: tuple[str, ...] = ("rules", "vllm", "openai", "transformers")
 
 __all__ = ["BACKENDS", "Completion", "LLMTeacher", "LLMTeacherConfig", "PromptTemplates", "Teacher", "TeacherError",
-           "build_teacher", "config_from_dict"]
-
-
-def config_from_dict(cls: type, values: dict[str, Any], where: str = "teacher"):
-    """Build a config dataclass from plain values, naming unknown keys and the keys that are allowed."""
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}. Fix: use only {sorted(allowed)}")
-    required = sorted(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
-    missing = [name for name in required if name not in values]
-    if missing:
-        raise ValueError(f"{where}: setting(s) {missing} are required. Fix: add them to the teacher config")
-    return cls(**values)
+           "build_teacher"]
 
 
 def build_teacher(config: dict[str, Any]) -> Teacher:
@@ -50,13 +36,13 @@ def build_teacher(config: dict[str, Any]) -> Teacher:
     if backend == "vllm":
         from teachers.vllm_engine import VLLMTeacher, VLLMTeacherConfig
 
-        return VLLMTeacher(config_from_dict(VLLMTeacherConfig, values, "teacher 'vllm'"))
+        return VLLMTeacher(VLLMTeacherConfig.from_values(values, "teacher 'vllm'"))
     if backend == "openai":
         from teachers.openai_server import OpenAIServerConfig, OpenAIServerTeacher
 
-        return OpenAIServerTeacher(config_from_dict(OpenAIServerConfig, values, "teacher 'openai'"))
+        return OpenAIServerTeacher(OpenAIServerConfig.from_values(values, "teacher 'openai'"))
     if backend == "transformers":
         from teachers.hf import TransformersTeacher, TransformersTeacherConfig
 
-        return TransformersTeacher(config_from_dict(TransformersTeacherConfig, values, "teacher 'transformers'"))
+        return TransformersTeacher(TransformersTeacherConfig.from_values(values, "teacher 'transformers'"))
     raise ValueError(f"teacher backend {backend!r} is unknown. Fix: set 'backend' to one of {list(BACKENDS)}")

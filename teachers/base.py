@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ConfigDict, Field, field_validator
+
 from pipeline.chunking import ChunkPlan
+from pipeline.config import Config
 from pipeline.documents import Document, chunk_texts, question_text
 from pipeline.metrics import score_answer
 from pipeline.stream import (
@@ -170,29 +173,27 @@ class Teacher(ABC):
         """Release the backend (engine processes, HTTP connections). Safe to call twice."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class LLMTeacherConfig:
+class LLMTeacherConfig(Config):
     """What every LLM backend shares; backend configs extend it."""
+
+    model_config = ConfigDict(frozen=True)
 
     prompt_mode: PromptMode = "summary"
     prompt_template: str = "smooth_reading_v1"
-    max_round_tokens: int = 256  # cap on one summary (Target/Clues/Reason + action)
-    max_answer_tokens: int = 64
-    max_retries: int = 1  # re-asks of a malformed round before the document is rejected
+    max_round_tokens: int = Field(256, ge=1)  # cap on one summary (Target/Clues/Reason + action)
+    max_answer_tokens: int = Field(64, ge=1)
+    max_retries: int = Field(1, ge=0)  # re-asks of a malformed round before the document is rejected
     # "evidence": each round's prompt says whether the chunk holds evidence and, at the last, the reference answer
     # (rationalization: the teacher writes the summary a reader should have written). Needs documents with evidence.
     hint: str = "none"
     no_context_check: bool = False  # also ask the question without the document (MemAgent's check; the verifier)
 
-    def __post_init__(self):
-        if self.hint not in HINTS:
-            raise ValueError(f"hint {self.hint!r} is not one of {HINTS}. Fix: use 'evidence' or leave it out")
-        if self.prompt_mode not in PROMPT_MODES:
-            raise ValueError(f"prompt_mode {self.prompt_mode!r} is not one of {PROMPT_MODES}")
-        if self.max_round_tokens < 1 or self.max_answer_tokens < 1:
-            raise ValueError("max_round_tokens and max_answer_tokens must be at least 1")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
+    @field_validator("hint")
+    @classmethod
+    def _known_hint(cls, hint: str) -> str:
+        if hint not in HINTS:
+            raise ValueError(f"hint {hint!r} is not one of {HINTS}. Fix: use 'evidence' or leave it out")
+        return hint
 
 
 class LLMTeacher(Teacher):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from pydantic import Field
 
 from pipeline.stream import END, READ, STOP
 from teachers.base import (
@@ -18,7 +19,6 @@ from teachers.base import (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
 class TransformersTeacherConfig(LLMTeacherConfig):
     model: str  # a Hugging Face folder
     dtype: str = "float32"
@@ -26,7 +26,7 @@ class TransformersTeacherConfig(LLMTeacherConfig):
     max_batch_size: int = 8
     batch_wait_ms: float = 5.0  # how long a batch waits for more concurrent rounds before it runs
     # temperature (0 = greedy), top_p, top_k; seed seeds torch before each batch (reproducible for a given batch).
-    sampling: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0})
+    sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.0})
 
 
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k", "seed", "repetition_penalty")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import Field
 
 from pipeline.stream import END, READ, STOP
 from teachers.base import (
@@ -20,25 +21,19 @@ from teachers.base import (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
 class OpenAIServerConfig(LLMTeacherConfig):
     base_url: str  # e.g. http://HOST:8000/v1
     model: str  # the served model name
     api_key: str = "EMPTY"
     timeout_s: float = 120.0  # per request
-    attempts: int = 4  # tries per request before the server counts as down
+    attempts: int = Field(4, ge=1)  # tries per request before the server counts as down
     backoff_s: float = 1.0  # first wait between tries; doubles each time
-    sampling: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0})  # temperature, top_p, seed, ...
+    sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.0})  # temperature, top_p, seed, ...
     # vLLM's extensions of the chat route: continue the assistant's message for the answer, keep the action
     # markers (special tokens) in the text, and constrain decoding when structured_output is on.
     vllm_extensions: bool = True
     structured_output: bool = False
     field_max_chars: int = 400
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
 
 
 _RESERVED_SAMPLING = ("model", "messages", "max_tokens", "stop", "extra_body")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import Field
 
 from pipeline.stream import END, READ, STOP
 from teachers.base import (
@@ -21,14 +22,13 @@ from teachers.base import (
 GIB = 1 << 30
 
 
-@dataclass(frozen=True, kw_only=True)
 class VLLMTeacherConfig(LLMTeacherConfig):
     model: str  # a Hugging Face folder (or Hub name where the Hub can be reached)
     dtype: str = "bfloat16"
     max_model_len: int = 8192
     max_num_seqs: int = 64  # documents' rounds decoded together
     kv_cache_gb: float = 4.0  # KV cache size; on CPU the RAM reserved for it
-    sampling: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0})  # vllm.SamplingParams fields
+    sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.0})  # vllm.SamplingParams fields
     structured_output: bool = False  # constrain decoding to the summary format, so small teachers always parse
     field_max_chars: int = 400  # with structured_output: the longest Target / Clues / Reason line
     seed: int = 0  # engine seed (sampling["seed"] seeds each request)

@@ -74,7 +74,8 @@ def test_another_seed_changes_corpus_weights_and_order_but_never_the_evaluation(
 
     config = DemoConfig.load(FULL_CONFIG)
     seeded = config.with_seed(7)
-    assert (seeded.generate["seed"], seeded.train["student"]["seed"], seeded.train["data"]["seed"]) == (7, 7, 7)
-    assert seeded.evaluate == config.evaluate and seeded.train["max_steps"] == config.train["max_steps"]
+    assert (seeded.generate.seed, seeded.train.student.seed, seeded.train.data.seed) == (7, 7, 7)
+    assert seeded.evaluate == config.evaluate and seeded.train.max_steps == config.train.max_steps
+    assert config.generate.seed != 7  # the loaded config is left as it was
     with pytest.raises(ValueError, match="evaluation's seed"):
-        config.with_seed(config.evaluate["seed"])
+        config.with_seed(config.evaluate.seed)

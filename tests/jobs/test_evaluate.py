@@ -186,7 +186,7 @@ def test_evaluate_resumes_after_its_last_finished_group_and_refuses_other_settin
     assert read == [256]  # the finished 128-token group is not read again
     assert len(predictions.read_text().splitlines()) == 2 and json.loads(predictions.read_text().splitlines()[1])
     with pytest.raises(ValueError, match="other settings \\(lengths\\)"):
-        evaluate(exported_student, out, EvalConfig(**{**config.__dict__, "lengths": [128]}))
+        evaluate(exported_student, out, config.model_copy(update={"lengths": [128]}))
 
 
 def test_chunks_above_half_the_window_are_refused(exported_student, tmp_path):

@@ -131,7 +131,7 @@ def test_the_same_config_gives_the_same_bytes_however_the_work_interleaves(refer
 
 def test_resume_with_another_config_is_refused_naming_what_changed(reference_run):
     changed = rules_config(seed=1)
-    with pytest.raises(GenerateError, match=r"changed: \['seed'\].*Fix: rerun with the saved"):
+    with pytest.raises(GenerateError, match=r"another config \(seed: saved 0, now 1\).*Fix: rerun with the saved"):
         run_config(changed, reference_run)
     # Engine settings do not change the records: a resume may tune them.
     tuned = rules_config(engine={"max_in_flight": 1, "num_cpus": 1})

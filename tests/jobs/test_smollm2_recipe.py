@@ -39,17 +39,18 @@ def write_dev_set(folder) -> None:
 
 def scaled_down(parent: str) -> DemoConfig:
     config = DemoConfig.load(RECIPE)
-    part = config.generate["parts"][0]
-    niah, hotpotqa = part["sources"]
-    niah.update(lengths=[192, 320], depths=[0.0, 0.5, 1.0], n_per_cell=2)
-    hotpotqa.update(target_tokens=400, n=6)
-    part["chunking"].update(low=80, high=128, tokenizer=parent)
-    config.generate["filter"]["max_stream_tokens"] = 1024
-    config.train.update(max_steps=2)
-    config.train["student"].update(init=parent, window=256)
-    config.train["data"].update(seq_len=1024)
-    config.evaluate.update(teacher=parent, lengths=[256, 1024], hotpotqa_lengths=[256], depths=[0.5], n_per_cell=1,
-                           n_per_length=2, chunk_tokens=128, max_summary_tokens=6, max_new_tokens=4)
+    part = config.generate.parts[0]
+    niah, hotpotqa = part.sources
+    niah.lengths, niah.depths, niah.n_per_cell = [192, 320], [0.0, 0.5, 1.0], 2
+    hotpotqa.target_tokens, hotpotqa.n = 400, 6
+    part.chunking.low, part.chunking.high, part.chunking.tokenizer = 80, 128, parent
+    config.generate.filter.max_stream_tokens = 1024
+    config.train.max_steps = 2
+    config.train.student.init, config.train.student.window = parent, 256
+    config.train.data.seq_len = 1024
+    config.evaluate = config.evaluate.model_copy(update=dict(
+        teacher=parent, lengths=[256, 1024], hotpotqa_lengths=[256], depths=[0.5], n_per_cell=1, n_per_length=2,
+        chunk_tokens=128, max_summary_tokens=6, max_new_tokens=4))
     return config
 
 
