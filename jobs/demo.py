@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from jobs.evaluate import EvalConfig, evaluate
+from jobs.eval_tasks import EvalConfig
+from jobs.evaluate import evaluate
 from jobs.generate import generate
 from jobs.generate_config import GenerateConfig
 from jobs.publish import PublishTarget, publish_dataset, publish_model

@@ -7,19 +7,10 @@ import json
 import pytest
 
 from jobs.cli import main
-from jobs.evaluate import (
-    EvalConfig,
-    EvalItem,
-    aggregate,
-    build_items,
-    evaluate,
-    length_bucket,
-    longbench_items,
-    load_reader,
-    markdown_table,
-    parent_prompt,
-    score_item,
-)
+from jobs.eval_readers import load_reader, parent_prompt
+from jobs.eval_report import aggregate, markdown_table
+from jobs.eval_tasks import EvalConfig, EvalItem, build_items, length_bucket, longbench_items, score_item
+from jobs.evaluate import evaluate
 from pipeline.chunking import WordEstimate
 from pipeline.documents import Document
 from pipeline.longbench import classification_score, parse_longbench_spec
