@@ -24,9 +24,9 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from transformers import AutoTokenizer
 
+from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.config import differences
 from pipeline.corpus import read_corpus
-from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from students.data import TokenizedCorpus, tokenizer_hash
 from students.run_dir import RunDir, RunSpec
 from students.tokenizer import add_stream_tokens, train_stream_tokenizer

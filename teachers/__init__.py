@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, PromptTemplates, Teacher, TeacherError
+from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, Teacher, TeacherError
+from teachers.templates import PromptTemplates
 
 BACKENDS: tuple[str, ...] = ("rules", "vllm", "openai", "transformers")
 

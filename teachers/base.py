@@ -12,8 +12,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -26,13 +25,7 @@ from pipeline.stream import (
 )
 from pipeline.trajectory import TeacherRound, Trajectory
 from teachers.hints import HINTS, EvidenceHints, FixedParts, HintRound, no_context_prompt
-
-PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
-PromptMode = Literal["summary", "stream"]
-ReplyKind = Literal["round", "read", "final", "answer"]
-PROMPT_MODES: tuple[str, ...] = ("summary", "stream")
-# The parts of one prompt family; each is a file PROMPTS_DIR / f"{name}.{part}.txt".
-PROMPT_PARTS: tuple[str, ...] = ("system", "round", "stream_first", "stream_next", "last", "reask")
+from teachers.templates import PromptMode, PromptTemplates, ReplyKind
 
 
 class TeacherError(RuntimeError):
@@ -61,43 +54,6 @@ class Completion:
     cached_tokens: int = 0  # prompt tokens served from the prefix cache (0 where the backend cannot tell)
 
 
-@dataclass(frozen=True)
-class PromptTemplates:
-    """One versioned prompt family, loaded from teachers/prompts/NAME.PART.txt and rendered with str.format."""
-
-    name: str
-    system: str
-    round: str  # summary mode: question, summary so far, chunk k
-    stream_first: str  # stream mode: the question and chunk 1
-    stream_next: str  # stream mode: chunk k > 1
-    last: str  # appended when the teacher must stop and answer this round
-    reask: str  # follows a malformed reply: what was wrong, and the format again
-
-    @classmethod
-    def load(cls, name: str = "smooth_reading_v1", folder: Path = PROMPTS_DIR) -> "PromptTemplates":
-        parts = {}
-        for part in PROMPT_PARTS:
-            path = folder / f"{name}.{part}.txt"
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"prompt template {name!r} has no part {part!r}: {path} is missing. "
-                    f"Fix: add the file or choose a template from {sorted(_template_names(folder))}"
-                )
-            parts[part] = path.read_text(encoding="utf-8")
-        return cls(name=name, **parts)
-
-    @property
-    def sha256(self) -> str:
-        h = hashlib.sha256()
-        for part in PROMPT_PARTS:
-            h.update(part.encode() + b"\0" + getattr(self, part).encode() + b"\0")
-        return h.hexdigest()
-
-
-def _template_names(folder: Path) -> set[str]:
-    return {p.name.split(".", 1)[0] for p in folder.glob("*.txt")}
-
-
 def record_metadata(doc: Document) -> dict[str, Any]:
     """A trajectory's metadata: the document's, plus where its evidence lies (the verifier checks against it)."""
     spans = {"evidence_spans": [[e.start, e.end] for e in doc.evidence]} if doc.evidence else {}
@@ -118,41 +74,6 @@ def check_plan(doc: Document, plan: ChunkPlan, max_rounds: int) -> tuple[int, ..
     if max_rounds < 1:
         raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
     return ends
-
-
-def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """Render messages with the model's chat template; a trailing assistant message is continued, not closed."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            f"the tokenizer of {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template. Fix: use an "
-            "instruction-tuned model, or set tokenizer.chat_template and save it with the model"
-        )
-    continuing = messages[-1]["role"] == "assistant"
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=not continuing, continue_final_message=continuing,
-    )
-
-
-def _literal(text: str) -> str:
-    # re.escape escapes spaces too, which grammar compilers (xgrammar) warn about; a space needs no escape.
-    return re.escape(text).replace("\\ ", " ")
-
-
-def summary_regex(field_max_chars: int, kind: ReplyKind, fixed: FixedParts | None = None) -> str:
-    """The format of one summary round of `kind` ("round": READ or STOP, "read", "final"), as a regex for
-    structured output; `fixed` parts are written as they are."""
-    fixed = fixed or FixedParts()
-    line = f"[^\\n<]{{1,{field_max_chars}}}"
-    target = _literal(fixed.target) if fixed.target else line
-    clues = _literal(fixed.clues) if fixed.clues else _literal(fixed.clues_prefix) + line
-    action = {"final": re.escape(STOP), "read": re.escape(READ)}.get(kind, f"({re.escape(READ)}|{re.escape(STOP)})")
-    return f"Target: {target}\\nClues: {clues}\\nReason: {_literal(fixed.reason_prefix)}{line}\\n{action}"
-
-
-def answer_regex(field_max_chars: int, fixed: FixedParts | None = None) -> str:
-    if fixed is not None and fixed.answer:
-        return f" {_literal(fixed.answer)}"
-    return f" ?[^\\n<]{{1,{field_max_chars}}}"
 
 
 class Teacher(ABC):

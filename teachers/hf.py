@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 from pydantic import Field
 
+from pipeline.chat import chat_prompt
 from pipeline.stream import END, READ, STOP
-from teachers.base import (
-    Completion, FixedParts, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, chat_prompt,
-)
+from teachers.base import Completion, FixedParts, LLMTeacher, LLMTeacherConfig, RequestRejected
+from teachers.templates import ReplyKind
 
 
 class TransformersTeacherConfig(LLMTeacherConfig):

@@ -15,10 +15,8 @@ from typing import Any
 from pydantic import Field
 
 from pipeline.stream import END, READ, STOP
-from teachers.base import (
-    Completion, FixedParts, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, TeacherUnavailable, answer_regex,
-    summary_regex,
-)
+from teachers.base import Completion, FixedParts, LLMTeacher, LLMTeacherConfig, RequestRejected, TeacherUnavailable
+from teachers.templates import ReplyKind, answer_regex, summary_regex
 
 
 class OpenAIServerConfig(LLMTeacherConfig):

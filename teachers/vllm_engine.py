@@ -13,11 +13,10 @@ from typing import Any
 
 from pydantic import Field
 
+from pipeline.chat import chat_prompt
 from pipeline.stream import END, READ, STOP
-from teachers.base import (
-    Completion, FixedParts, LLMTeacher, LLMTeacherConfig, ReplyKind, RequestRejected, TeacherUnavailable, answer_regex,
-    chat_prompt, summary_regex,
-)
+from teachers.base import Completion, FixedParts, LLMTeacher, LLMTeacherConfig, RequestRejected, TeacherUnavailable
+from teachers.templates import ReplyKind, answer_regex, summary_regex
 
 GIB = 1 << 30
 

@@ -8,9 +8,8 @@ import shutil
 import pytest
 
 from pipeline.stream import READ, STOP, parse_summary_and_action
-from teachers.base import (
-    PROMPTS_DIR, Completion, LLMTeacher, LLMTeacherConfig, PromptTemplates, RequestRejected, TeacherError,
-)
+from teachers.base import Completion, LLMTeacher, LLMTeacherConfig, RequestRejected, TeacherError
+from teachers.templates import PROMPTS_DIR, PromptTemplates
 from tests.teachers.conftest import document_of_chunks
 
 CHUNKS = ["Lyon is a city on the Rhone. ", "Paris is the capital of France. ", "Nice has a beach. ",
@@ -283,7 +282,8 @@ def test_a_hinted_teacher_with_structured_output_fixes_what_the_hint_settles():
     import re
 
     from pipeline.documents import Evidence
-    from teachers.base import FixedParts, answer_regex, summary_regex
+    from teachers.hints import FixedParts
+    from teachers.templates import answer_regex, summary_regex
 
     class StructuredConfig(LLMTeacherConfig):
         structured_output: bool = True
