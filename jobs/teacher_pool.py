@@ -70,12 +70,53 @@ class _Work:
     attempts: int = 0
 
 
+@dataclass(eq=False)  # an actor is itself, whatever its counts
+class _Actor:
+    """One teacher actor and what the pool knows of it."""
+
+    handle: Any
+    load: int = 0  # documents in flight on it
+    alone: bool = False  # reading one suspect document and nothing else
+    life: int = 0  # deaths seen: one death fails every document in flight on it
+    lost: bool = False  # did not come back: no more work for it
+
+    @property
+    def open(self) -> bool:
+        return not (self.alone or self.lost)
+
+
 @dataclass
 class _Flight:
     work: _Work
-    actor: int
+    actor: _Actor
     life: int  # the actor's life it was submitted in
     alone: bool  # read alone on its actor (a suspect)
+
+
+class _WorkQueue:
+    """What to read next: retries first, then the stage's input; rejects of earlier stages are kept to pass on."""
+
+    def __init__(self, items: Iterable[Any]):
+        self.source = iter(items)
+        self.source_done = False
+        self.retries: deque[_Work] = deque()
+        self.suspects: deque[_Work] = deque()  # near two crashes: each is read alone on an idle actor
+        self.passed_through: list[Any] = []
+
+    def next(self) -> _Work | None:
+        if self.retries:
+            return self.retries.popleft()
+        if not self.source_done:
+            for item in self.source:
+                if isinstance(item, tuple):
+                    return _Work(*item)
+                self.passed_through.append(item)
+            self.source_done = True
+        return None
+
+    @property
+    def empty(self) -> bool:
+        return self.source_done and not self.retries and not self.suspects
 
 
 class Progress:
@@ -133,11 +174,11 @@ class EnginePool:
         teacher = dict(part.teacher)
         if "model" in teacher:
             teacher["model"] = resolve_model(teacher["model"])
-        self.actors = [actor_class.remote(teacher) for _ in range(num_actors)]
+        self.actors = [_Actor(actor_class.remote(teacher)) for _ in range(num_actors)]
         log.info("[%s] %d teacher actor(s), %s each, up to %d documents in flight each", part.name, num_actors,
                  resources, engine.max_in_flight)
         try:
-            self.identity = ray.get(self.actors[0].identity.remote(), timeout=engine.restart_timeout_s)
+            self.identity = ray.get(self.actors[0].handle.identity.remote(), timeout=engine.restart_timeout_s)
         except ray.exceptions.GetTimeoutError:
             raise GenerateError(
                 f"part {part.name!r}: the teacher actor did not start within engine.restart_timeout_s="
@@ -146,51 +187,29 @@ class EnginePool:
             ) from None
         except ray.exceptions.RayActorError as e:
             raise GenerateError(f"part {part.name!r}: the teacher could not be built in its actor: {e}") from None
-        self.load = [0] * num_actors
-        self.alone = [False] * num_actors  # reading one suspect document and nothing else
-        self.life = [0] * num_actors  # deaths seen: one death fails every document in flight on that actor
-        self.lost = [False] * num_actors  # did not come back: no more work for it
 
     def teach(self, items: Iterable[Any], progress: Progress) -> Iterator[Any]:
         """Stage teach: (document, plan) pairs in, trajectories and reject records out, in order of finishing."""
-        source = iter(items)
-        passed_through: list[Any] = []  # rejects of earlier stages, handed on as they come
-        retries: deque[_Work] = deque()
-        suspects: deque[_Work] = deque()
+        queue = _WorkQueue(items)
         in_flight: dict[Any, _Flight] = {}
-
-        source_done = False
-
-        def next_work() -> _Work | None:
-            nonlocal source_done
-            if retries:
-                return retries.popleft()
-            if not source_done:
-                for item in source:
-                    if isinstance(item, tuple):
-                        return _Work(*item)
-                    passed_through.append(item)
-                source_done = True
-            return None
-
         while True:
-            for i in range(len(self.actors)):
-                if self.alone[i] or self.lost[i]:
+            for actor in self.actors:
+                if not actor.open:
                     continue
-                if suspects:  # hold new work back until an actor is idle, then give it one suspect
-                    if self.load[i] == 0:
-                        work = suspects.popleft()
-                        in_flight[self._submit(i, work, alone=True)] = _Flight(work, i, self.life[i], True)
+                if queue.suspects:  # hold new work back until an actor is idle, then give it one suspect
+                    if actor.load == 0:
+                        work = queue.suspects.popleft()
+                        in_flight[self._submit(actor, work, alone=True)] = _Flight(work, actor, actor.life, True)
                     continue
-                while self.load[i] < self.engine.max_in_flight and (work := next_work()) is not None:
-                    in_flight[self._submit(i, work)] = _Flight(work, i, self.life[i], False)
-            progress.rejected += len(passed_through)
-            yield from passed_through
-            passed_through.clear()
+                while actor.load < self.engine.max_in_flight and (work := queue.next()) is not None:
+                    in_flight[self._submit(actor, work)] = _Flight(work, actor, actor.life, False)
+            progress.rejected += len(queue.passed_through)
+            yield from queue.passed_through
+            queue.passed_through.clear()
             progress.in_flight = len(in_flight)
             progress.maybe_log()
             if not in_flight:
-                if source_done and not retries and not suspects:
+                if queue.empty:
                     return
                 continue
 
@@ -198,16 +217,16 @@ class EnginePool:
             for ref in ready:
                 flight = in_flight.pop(ref)
                 progress.in_flight = len(in_flight)
-                work, i = flight.work, flight.actor
-                self.load[i] -= 1
-                self.alone[i] = False
+                work, actor = flight.work, flight.actor
+                actor.load -= 1
+                actor.alone = False
                 try:
                     status, value = ray.get(ref)
                 except ray.exceptions.RayActorError as e:
                     status, value = "crashed", f"the teacher actor died while reading it ({type(e).__name__})"
-                    if flight.life == self.life[i]:  # the first sign of this death
-                        self.life[i] += 1
-                        self._await_restart(i)
+                    if flight.life == actor.life:  # the first sign of this death
+                        actor.life += 1
+                        self._await_restart(actor)
                 if status == "done":
                     yield value
                     continue
@@ -231,55 +250,57 @@ class EnginePool:
                                  fix="see the error; raise engine.max_attempts if the failures are transient")
                 elif status == "crashed" and (flight.alone or work.attempts >= 2
                                               or work.attempts >= self.engine.max_attempts):
-                    suspects.append(work)
+                    queue.suspects.append(work)
                 else:
-                    retries.append(work)
+                    queue.retries.append(work)
 
-    def _submit(self, i: int, work: _Work, alone: bool = False):
-        self.load[i] += 1
-        self.alone[i] = alone
-        return self.actors[i].read.remote(work.doc, work.plan, self.part.max_rounds)
+    def _submit(self, actor: _Actor, work: _Work, alone: bool = False):
+        actor.load += 1
+        actor.alone = alone
+        return actor.handle.read.remote(work.doc, work.plan, self.part.max_rounds)
 
-    def _await_restart(self, i: int) -> None:
-        """Wait for actor i to be restarted; one that does not come back is left out while others remain."""
+    def _await_restart(self, actor: _Actor) -> None:
+        """Wait for the actor to be restarted; one that does not come back is left out while others remain."""
         deadline = time.monotonic() + self.engine.restart_timeout_s
         while True:
             try:
-                ray.get(self.actors[i].ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                ray.get(actor.handle.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
                 break
             except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
                 # Restarting, not dead: Ray refuses calls until the new process is up (seen on a loaded machine),
                 # or holds them while the actor waits for a node with room for it (its own node was lost).
                 if time.monotonic() >= deadline:
-                    self._lose(i, f"did not come back within engine.restart_timeout_s="
+                    self._lose(actor, f"did not come back within engine.restart_timeout_s="
                                f"{self.engine.restart_timeout_s:g}", "raise it, add nodes with room for the actor, "
                                "or find why the engine starts slowly (Ray session logs)")
                     return
                 time.sleep(0.5)
             except ray.exceptions.RayActorError as e:
-                self._lose(i, f"died more than engine.max_restarts={self.engine.max_restarts} times ({e})",
+                self._lose(actor, f"died more than engine.max_restarts={self.engine.max_restarts} times ({e})",
                            "find why the engine dies (its log is in the Ray session logs)")
                 return
-        log.warning("[%s] teacher actor %d died and was restarted; its documents are retried", self.part.name, i)
+        log.warning("[%s] teacher actor %d died and was restarted; its documents are retried", self.part.name,
+                    self.actors.index(actor))
 
-    def _lose(self, i: int, what: str, fix: str) -> None:
-        self.lost[i] = True
-        if all(self.lost):
+    def _lose(self, actor: _Actor, what: str, fix: str) -> None:
+        actor.lost = True
+        i = self.actors.index(actor)
+        if all(a.lost for a in self.actors):
             raise GenerateError(f"teacher actor {i} of part {self.part.name!r} {what}, and no other actor is left. "
                                 f"Fix: {fix}, then rerun the same command to resume")
         log.warning("[%s] teacher actor %d %s; the other actors read its documents", self.part.name, i, what)
 
     def prefix_cache_stats(self) -> list[dict[str, Any]]:
-        return ray.get([a.prefix_cache_stats.remote() for a, lost in zip(self.actors, self.lost) if not lost])
+        return ray.get([a.handle.prefix_cache_stats.remote() for a in self.actors if not a.lost])
 
     def close(self) -> None:
-        for actor, lost in zip(self.actors, self.lost):
-            if not lost:
+        for actor in self.actors:
+            if not actor.lost:
                 try:
-                    ray.get(actor.close.remote(), timeout=60)
+                    ray.get(actor.handle.close.remote(), timeout=60)
                 except (ray.exceptions.RayError, TimeoutError):
                     pass
-            ray.kill(actor)
+            ray.kill(actor.handle)
 
 
 _TEACHER_FIX = ("none needed for the run (the document is left out); if many documents fail so, use a stronger "
