@@ -115,7 +115,6 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     publish_model(run_folder.export, PublishTarget(local_dir=hub_model), evaluation=rows, dataset_id=str(hub_dataset))
     seconds["publish"] = round(time.perf_counter() - start, 1)
 
-    plot_loss(run_folder.metrics, output / "loss.png")
     table = (eval_dir / "results.md").read_text()
     verdict = "\n".join([target_verdict(rows), *parent_verdicts(rows)])
     summary = {"generate": generated, "rows": rows, "seconds": seconds, "verdict": verdict, "table": table,
@@ -168,29 +167,6 @@ def parent_verdicts(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"HotpotQA {length}, EMR F1 {goal}: {'MET' if met else 'MISSED'} "
                      f"({emr[length]:.1f} vs {parent[length]:.1f})")
     return lines
-
-
-def plot_loss(metrics: Path, path: Path) -> None:
-    """The training loss per optimizer step, and its mean over windows of 20 steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    steps, losses = [r["step"] for r in records], [r["loss"] for r in records]
-    smooth = [sum(losses[max(0, i - 19): i + 1]) / len(losses[max(0, i - 19): i + 1]) for i in range(len(losses))]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, losses, alpha=0.3, label="loss per step")
-    ax.plot(steps, smooth, label="mean of the last 20 steps")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (model-written tokens)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _last_metrics(path: Path) -> dict[str, Any]:

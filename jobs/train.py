@@ -27,6 +27,7 @@ from transformers import AutoTokenizer
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.config import differences
 from pipeline.corpus import read_corpus
+from pipeline.files import staged_folder
 from students.data import TokenizedCorpus, tokenizer_hash
 from students.run_dir import RunDir, RunSpec
 from students.tokenizer import add_stream_tokens, train_stream_tokenizer
@@ -150,9 +151,8 @@ def _run_tokenizer(config, corpus_dir: Path, directory: Path):
     else:
         tokenizer = AutoTokenizer.from_pretrained(config.student.init)
         add_stream_tokens(tokenizer)
-    staging = directory.with_name(directory.name + ".tmp")
-    tokenizer.save_pretrained(staging)
-    os.replace(staging, directory)
+    with staged_folder(directory) as staging:
+        tokenizer.save_pretrained(staging)
     return AutoTokenizer.from_pretrained(directory)
 
 
