@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from dataclasses import replace
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -47,10 +48,12 @@ from pipeline.files import write_atomic
 from pipeline.ordering import in_read_order
 from pipeline.qa_data import heldout_haystack, hotpotqa_full_questions, long_squad, without_shipped
 from pipeline.rejects import Reject
+from pipeline.stages import StageStats, run_stages
 from pipeline.trajectory import Trajectory
 from pipeline.verify import verify
 
 log = logging.getLogger("smooth_reading.generate")
+STAGES_FILE = "stages.json"  # per part, each stage's items in / out, rejects made and seconds, of the latest run
 
 
 # ------------------------------------------------------------------------------------------------- stage: read
@@ -68,8 +71,14 @@ def make_counter(chunking: ChunkingConfig):
     return TokenizerCounter(AutoTokenizer.from_pretrained(resolve_model(chunking.tokenizer)))
 
 
+def read_sources(sources: Iterable[SourceConfig], seed: int, counter) -> Iterator[Any]:
+    """Stage read: sources in; their documents (and reject records for unreadable ones) out."""
+    for source in sources:
+        yield from read_source(source, seed, counter)
+
+
 def read_source(source: SourceConfig, seed: int, counter) -> Iterator[Any]:
-    """Stage read: the documents (and reject records for unreadable ones) of one source."""
+    """The documents (and reject records for unreadable ones) of one source."""
     if source.kind == "file":
         items = readers.read_documents(source.path)
     elif source.kind == "long_hotpotqa":
@@ -232,6 +241,8 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
                     summary["parts"][part.name] = {"skipped": skipped[part.name]}
                 else:
                     summary["parts"][part.name] = _run_part(part, config, writer, done, seen)
+        write_atomic(output / STAGES_FILE, lambda tmp: Path(tmp).write_text(json.dumps(
+            {name: part.get("stages") for name, part in summary["parts"].items()}, indent=2) + "\n"))
     finally:
         if started_ray:
             ray.shutdown()
@@ -240,30 +251,32 @@ def generate(config: GenerateConfig, output: str | Path, address: str | None = N
 
 def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], seen: set[str]) -> dict[str, Any]:
     counter = make_counter(part.chunking)
+    stats = StageStats.chain(["read", "validate", "plan", "teach", "filter"])
     # Stages read -> validate run here, up front, so the total (for the ETA) is known and done ids are skipped.
     todo: list[Any] = []
-    for source in part.sources:
-        for item in validate(read_source(source, config.seed, counter), seen):
-            item_id = item.id if isinstance(item, Document) else item.document_id
-            if item_id in done and isinstance(item, Document):
-                continue  # accepted or rejected by an earlier run
-            todo.append(item)
+    read = partial(read_sources, seed=config.seed, counter=counter)
+    for item in run_stages(part.sources, [read, partial(validate, seen_ids=seen)], stats[:2]):
+        item_id = item.id if isinstance(item, Document) else item.document_id
+        if item_id in done and isinstance(item, Document):
+            continue  # accepted or rejected by an earlier run
+        todo.append(item)
     new_rejects = [r for r in todo if not isinstance(r, Document) and not writer.has_reject(r)]
     documents = [d for d in todo if isinstance(d, Document)]
     for r in new_rejects:
         writer.reject(r)
-    result = {"documents": len(documents), "accepted": 0, "rejected": len(new_rejects)}
+    result = {"documents": len(documents), "accepted": 0, "rejected": len(new_rejects), "stages": stats}
     if not documents:
         log.info("[%s] nothing to do: every document is already done", part.name)
-        return result
+        return _with_stage_statistics(part.name, result)
 
     engine = part.engine or config.engine
     progress = Progress(part.name, len(documents), engine.progress_interval_s)
     pool = EnginePool(part, engine)
     try:
-        planned = plan(documents, part.chunking, config.seed, counter)
-        taught = pool.teach(planned, progress)
-        filtered = filter_trajectories(taught, config.filter, counter, progress)
+        stages = [partial(plan, chunking=part.chunking, seed=config.seed, counter=counter),
+                  partial(pool.teach, progress=progress),
+                  partial(filter_trajectories, config=config.filter, counter=counter, progress=progress)]
+        filtered = run_stages(documents, stages, stats[2:])
         for item in in_read_order(filtered, [d.id for d in documents], attrgetter("document_id")):
             if isinstance(item, Trajectory):
                 writer.write(item)
@@ -280,6 +293,15 @@ def _run_part(part: PartConfig, config: GenerateConfig, writer, done: set[str], 
             log.info("[%s] prefix cache: %s", part.name, cache)
     finally:
         pool.close()
+    return _with_stage_statistics(part.name, result)
+
+
+def _with_stage_statistics(part_name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The part's result with its stages' statistics as plain values, said in one log line."""
+    stages = result["stages"] = [s.to_dict() for s in result["stages"]]
+    log.info("[%s] stages: %s", part_name, "; ".join(
+        f"{s['name']} {s['items_in']} in, {s['items_out']} out, {s['rejects_made']} rejected, {s['seconds']:.1f}s"
+        for s in stages))
     return result
 
 

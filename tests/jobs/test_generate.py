@@ -103,6 +103,13 @@ def test_rule_run_writes_a_corpus_that_datasets_reads(reference_run):
     assert manifest["counts"]["trajectories"] == 18 and manifest["counts"]["shards"] == 4  # shard_size 5
     statistics = json.loads((output / "statistics.json").read_text())
     assert statistics["documents"] == 18 and statistics["acceptance_rate"] == 1.0
+    # Every stage's statistics, next to the corpus: what went in and out of each, as a chain.
+    stages = {s["name"]: s for s in json.loads((output / "stages.json").read_text())["rules"]}
+    assert list(stages) == ["read", "validate", "plan", "teach", "filter"]
+    assert stages["read"]["items_in"] == len(rules_config()["parts"][0]["sources"])
+    assert stages["read"]["items_out"] == stages["validate"]["items_in"] == stages["validate"]["items_out"] == 18
+    assert stages["plan"]["items_in"] == stages["teach"]["items_in"] == stages["filter"]["items_out"] == 18
+    assert all(s["rejects_made"] == 0 and s["seconds"] >= 0 for s in stages.values())
 
     shards = sorted(str(p) for p in (output / "data").glob("train-*.parquet"))
     dataset = datasets.load_dataset("parquet", data_files=shards, split="train")
