@@ -26,6 +26,7 @@ from jobs.eval_report import aggregate, write_results
 from jobs.eval_tasks import EvalConfig, EvalItem, build_items
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.chunking import TokenizerCounter
+from pipeline.config import differences
 from pipeline.files import write_atomic
 
 
@@ -39,10 +40,12 @@ def finished_records(output: Path, model_dir: Path, config: EvalConfig, group_si
     output.mkdir(parents=True, exist_ok=True)
     if setup_file.exists():
         previous = json.loads(setup_file.read_text())
-        if previous != json.loads(json.dumps(setup)):
-            changed = sorted(k for k in setup["config"] if previous["config"].get(k) != setup["config"][k])
-            raise ValueError(f"{output} holds an evaluation of {previous['model']} with other settings "
-                             f"({', '.join(changed) or 'model'}). Fix: rerun with the same ones to resume, or use a new --output")
+        changed = differences(EvalConfig.from_values(previous["config"], str(setup_file)), config)
+        if previous["model"] != setup["model"]:
+            changed.append(f"model: saved {previous['model']}, now {setup['model']}")
+        if changed:
+            raise ValueError(f"{output} holds an evaluation with other settings ({'; '.join(changed)}). "
+                             "Fix: rerun with the same ones to resume, or use a new --output")
     else:
         setup_file.write_text(json.dumps(setup, indent=2) + "\n")
         predictions.unlink(missing_ok=True)

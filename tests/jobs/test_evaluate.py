@@ -176,7 +176,7 @@ def test_evaluate_resumes_after_its_last_finished_group_and_refuses_other_settin
     assert scores(evaluate(exported_student, out, config)) == scores(first)
     assert read == [256]  # the finished 128-token group is not read again
     assert len(predictions.read_text().splitlines()) == 2 and json.loads(predictions.read_text().splitlines()[1])
-    with pytest.raises(ValueError, match="other settings \\(lengths\\)"):
+    with pytest.raises(ValueError, match=r"other settings \(lengths: saved \[128, 256\], now \[128\]\)"):
         evaluate(exported_student, out, config.model_copy(update={"lengths": [128]}))
 
 
