@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -136,6 +135,8 @@ def measure(folder: Path, config: BenchConfig, reader: str, length: int) -> dict
             model(torch.tensor([[tokenizer.bos_token_id or 0]], device=device))
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        else:
+            _reset_peak_rss()  # loading the weights may have peaked higher than reading will
         base = torch.cuda.memory_allocated() if cuda else _rss_bytes()
         start = time.perf_counter()
         results = [smooth_read(model, tokenizer, q, chunks, config.summary_tokens, config.answer_tokens)
@@ -146,7 +147,7 @@ def measure(folder: Path, config: BenchConfig, reader: str, length: int) -> dict
     if engine == "transformers" and cuda:
         peak = torch.cuda.max_memory_allocated() - base
     elif engine == "transformers":
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = _peak_rss_bytes() - base
     else:  # the engine lives in child processes: their peaks (weights and reserved KV cache included), summed
         peak = sum(_peak_rss(pid) for pid in _descendants(os.getpid()))
     return {
@@ -156,6 +157,8 @@ def measure(folder: Path, config: BenchConfig, reader: str, length: int) -> dict
         "tokens_generated": sum(r.tokens_generated for r in results) / count,
         "tokens_prefilled": sum(r.tokens_prefilled for r in results) / count,
         "stream_tokens": sum(len(r.stream_ids) for r in results) / count,
+        # The KV cache as the reader's tensors hold it at its largest (transformers readers; vLLM's is its block pool).
+        "cache_bytes": max((max(r.cache_bytes, default=0) for r in results), default=0),
     }
 
 
@@ -183,6 +186,17 @@ def _peak_rss(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _reset_peak_rss() -> None:
+    """Linux: start the process's peak resident set (VmHWM) again from its current size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def _rss_bytes() -> int:
@@ -221,18 +235,19 @@ def write(rows: list[dict], config: BenchConfig, out_dir: Path) -> None:
         f"# Reading efficiency: EMR by the SWA student (W={config.window}, chunks of {config.chunk}) vs the parent's "
         f"one-round reading ({config.parent or 'SmolLM2-135M-Instruct'}, {config.dtype})",
         "",
-        "| length | reader | documents | latency s | s / document | documents / s | peak MiB | rounds | "
+        "| length | reader | documents | latency s | s / document | documents / s | peak MiB | KV cache MiB | rounds | "
         "tokens generated | tokens prefilled | engine start s |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['length']} | {r['reader']} | failed: {r['error'][:80]} | | | | | | | | |")
+            lines.append(f"| {r['length']} | {r['reader']} | failed: {r['error'][:80]} | | | | | | | | | |")
             continue
         prefilled = f"{r['tokens_prefilled']:.0f}" if r["reader"].endswith("vllm") else "each once"
         lines.append(
             f"| {r['length']} | {r['reader']} | {r['documents']} | {r['seconds']:.1f} | {r['seconds_per_document']:.2f} "
-            f"| {r['documents_per_second']:.4f} | {r['peak_bytes'] / 2**20:.0f} | {r['rounds']:.0f} | "
+            f"| {r['documents_per_second']:.4f} | {r['peak_bytes'] / 2**20:.0f} | {r.get('cache_bytes', 0) / 2**20:.1f} "
+            f"| {r['rounds']:.0f} | "
             f"{r['tokens_generated']:.0f} | {prefilled} | {r['startup_seconds']:.0f} |"
         )
     lines += ["", "Latency: wall time until every document of the run has its answer (one document for the batch-1 "
@@ -247,9 +262,11 @@ def write(rows: list[dict], config: BenchConfig, out_dir: Path) -> None:
             throughput = max(r["documents_per_second"] for r in emr) / max(r["documents_per_second"] for r in one)
             latency = min(r["seconds"] for r in emr) / min(r["seconds"] for r in one)
             lines.append(f"| {length} | {throughput:.2f}x | {latency:.2f}x |")
-    lines += ["", "Peak: transformers on CPU = growth of the measuring process's peak resident set while reading; vLLM = "
-              "the summed peak resident sets of the engine's processes (weights and the reserved KV cache included); "
-              "transformers on CUDA = allocator peak."]
+    lines += ["", "Peak: transformers on CPU = growth of the measuring process's peak resident set while reading (the "
+              "peak is reset after loading, Linux clear_refs); vLLM = the summed peak resident sets of the engine's "
+              "processes (weights and the reserved KV cache included); transformers on CUDA = allocator peak. KV cache: "
+              "the largest size of the reader's cache tensors (transformers readers; 0 for vLLM, whose cache is its "
+              "block pool)."]
     (out_dir / "reading_efficiency.md").write_text("\n".join(lines) + "\n")
 
 
