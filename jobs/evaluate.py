@@ -83,17 +83,14 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig) -> list[dict]:
     counter = TokenizerCounter(student.tokenizer)
     chunk_tokens = resolve_chunk_tokens(student, config.chunk_tokens)
     items = build_items(config, counter)
-    # EMR first, then the parent, then one-round reading: an interrupted run has the rows that matter most.
-    jobs = [(student, Path(model_dir), "emr")] if "emr" in config.modes else []
+    jobs = [(student, Path(model_dir), mode) for mode in config.modes]
     teacher = None
     if config.teacher:
         if config.teacher in PREPARED_MODELS:
             prepare_smollm2()
         teacher_dir = Path(resolve_model(config.teacher))
         teacher = load_reader(teacher_dir)
-        jobs.append((teacher, teacher_dir, "teacher"))
-    if "one-round" in config.modes:
-        jobs.append((student, Path(model_dir), "one-round"))
+        jobs.insert(0, (teacher, teacher_dir, "teacher"))
     header = (f"# Evaluation of {student.name}\n\nwindow {student.window} tokens, EMR chunks of {chunk_tokens} tokens"
               + (f"; teacher {teacher.name}" if teacher is not None else ""))
     groups: dict[tuple[str, int], list[EvalItem]] = defaultdict(list)
@@ -102,21 +99,27 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig) -> list[dict]:
     output = Path(output)
     records = finished_records(output, model_dir, config, {key: len(group) for key, group in groups.items()})
     finished = {(r["mode"], r["task"], r["length"]) for r in records}
+    # Shortest documents first, every mode at a length before the next length: an interrupted run has whole
+    # comparisons at the lengths it reached. One engine per model, kept for the run.
+    todo = [(task, length, job) for task, length in sorted(groups, key=lambda key: (key[1], key[0])) for job in jobs
+            if (job[2], task, length) not in finished]
     engines: dict[Path, Any] = {}
-    for reader, folder, mode in jobs:
-        todo = [group for (task, length), group in groups.items() if (mode, task, length) not in finished]
-        if config.engine == "vllm" and todo and folder not in engines:
-            engines = {folder: vllm_reader_engine(folder, reader, config, mode == "teacher")}  # the previous model's engine is let go
-        progress = tqdm(total=sum(map(len, todo)), desc=f"{mode} ({reader.name})", unit="doc")
-        for group in todo:
-            batched = (read_with_vllm(engines[folder], reader, group, mode, chunk_tokens, counter, config)
-                       if config.engine == "vllm" else [None] * len(group))
-            new = [read_item(reader, item, mode, chunk_tokens, counter, config, done) for item, done in zip(group, batched)]
-            append_records(output, new)
-            records += new
-            write_results(aggregate(records), output, header)
-            progress.update(len(group))
-        progress.close()
+    progress = tqdm(total=sum(len(groups[(task, length)]) for task, length, _ in todo), unit="doc")
+    for task, length, (reader, folder, mode) in todo:
+        progress.set_description(f"{task} {length} {mode}")
+        group = groups[(task, length)]
+        if config.engine == "vllm":
+            if folder not in engines:
+                engines[folder] = vllm_reader_engine(folder, reader, config, mode == "teacher")
+            batched = read_with_vllm(engines[folder], reader, group, mode, chunk_tokens, counter, config)
+        else:
+            batched = [None] * len(group)
+        new = [read_item(reader, item, mode, chunk_tokens, counter, config, done) for item, done in zip(group, batched)]
+        append_records(output, new)
+        records += new
+        write_results(aggregate(records), output, header)
+        progress.update(len(group))
+    progress.close()
     rows = aggregate(records)
     write_results(rows, output, header)
     return rows
