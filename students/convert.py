@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 
 from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
 from students.swa import sliding_window_config
-from students.tokenizer import add_stream_tokens
+from students.tokenizer import add_stream_tokens, resize_for_stream_tokens
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -124,8 +124,7 @@ def _shared_config(src) -> dict:
 def _with_stream_tokens(student, tokenizer: PreTrainedTokenizerBase | None):
     if tokenizer is not None:
         add_stream_tokens(tokenizer)
-        if len(tokenizer) > student.config.vocab_size:
-            student.resize_token_embeddings(len(tokenizer))
+        resize_for_stream_tokens(student, tokenizer)
     return student.eval()
 
 

@@ -7,9 +7,18 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from pipeline.stream import END, SPECIAL_TOKENS
+from pipeline.stream import CHUNK, END, QUERY, READ, SPECIAL_TOKENS, STOP, SUMMARY
 
 BOS, PAD = "<s>", "<pad>"
+
+# What each stream marker means, in words. A marker new to a pretrained tokenizer starts as the mean embedding of
+# its meaning's tokens: markers that start equal (transformers' mean resizing gives every new row the same vector)
+# also score equal under tied embeddings, and a converted SmolLM2 then wrote its chat EOS where <STOP> belonged.
+# `<end>` means the tokenizer's own end of sequence, which the parent already ends answers with.
+STREAM_TOKEN_MEANINGS: dict[str, str] = {
+    QUERY: "Question:", CHUNK: "Text:", SUMMARY: "Summary:", READ: "continue reading", STOP: "stop reading and answer",
+    END: "",
+}
 
 # Plain-text turns so that any tokenizer can render it; `<end>` closes a turn, as it closes a stream.
 CHAT_TEMPLATE = (
@@ -55,3 +64,33 @@ def add_stream_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     if not missing:
         return 0
     return tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+
+
+def resize_for_stream_tokens(model, tokenizer: PreTrainedTokenizerBase) -> int:
+    """Grow `model`'s embeddings to `tokenizer`; each new stream marker starts as the mean embedding of the tokens
+    of its meaning (STREAM_TOKEN_MEANINGS; `<end>`: the tokenizer's EOS). Returns how many rows were added."""
+    import torch
+
+    old = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= old:
+        return 0
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)  # rows without a meaning keep the mean
+    inputs = model.get_input_embeddings().weight
+    outputs = model.get_output_embeddings()
+    untied = outputs is not None and outputs.weight.data_ptr() != inputs.data_ptr()
+    with torch.no_grad():
+        for token, meaning in STREAM_TOKEN_MEANINGS.items():
+            row = tokenizer.convert_tokens_to_ids(token)
+            if row is None or row < old:
+                continue
+            if meaning:
+                ids = tokenizer(meaning, add_special_tokens=False)["input_ids"]
+            else:
+                ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+            ids = [i for i in ids if i < old]
+            if not ids:
+                continue
+            inputs[row] = inputs[ids].mean(0)
+            if untied:
+                outputs.weight[row] = outputs.weight[ids].mean(0)
+    return len(tokenizer) - old

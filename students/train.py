@@ -38,6 +38,7 @@ from students.data import PackedBatches, TokenizedCorpus, fitted_seq_len
 from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
 from students.run_dir import RunSpec
 from students.swa import sliding_window_config, use_sliding_window_kernel
+from students.tokenizer import resize_for_stream_tokens
 from students.train_config import OptimConfig, StudentConfig, TrainConfig, deepspeed_config
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,7 @@ def build_student(student: StudentConfig, tokenizer):
             model = convert_to_sliding_window(student.init, student.window)
         else:
             model = convert_to_gla(student.init)
-        if len(tokenizer) > model.config.vocab_size:
-            model.resize_token_embeddings(len(tokenizer))
+        resize_for_stream_tokens(model, tokenizer)
         model = model.float()
     else:
         shared = dict(

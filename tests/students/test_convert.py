@@ -15,9 +15,10 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from pipeline.stream import SPECIAL_TOKENS
+from pipeline.stream import END, READ, SPECIAL_TOKENS, STOP
 from students import GatedLinearAttentionForCausalLM, window_of
 from students.convert import convert_to_gla, convert_to_sliding_window
+from students.tokenizer import STREAM_TOKEN_MEANINGS
 
 
 def token_ids(vocab_size: int, length: int, seed: int) -> torch.Tensor:
@@ -118,6 +119,34 @@ def test_conversion_adds_the_stream_tokens_and_grows_the_embeddings(convert):
     with torch.no_grad():  # the original vocabulary is untouched
         torch.testing.assert_close(student(old_ids).logits[..., :10], before(old_ids).logits, atol=1e-5, rtol=1e-4)
         assert torch.isfinite(student(torch.tensor([marker_ids])).logits).all()
+
+
+def test_new_stream_markers_start_from_what_they_mean_so_read_and_stop_differ():
+    words = ["<unk>", "<s>", "continue", "reading", "stop", "and", "answer", "Question", "Text", "Summary", ":", "mat"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="mat")
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(
+        LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                    num_attention_heads=2, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)
+    ).eval()
+    old = llama.get_input_embeddings().weight.detach().clone()
+    student = convert_to_sliding_window(llama, 16, tokenizer)
+    rows = student.get_input_embeddings().weight.detach()
+
+    def meaning(words: str) -> torch.Tensor:
+        return old[tokenizer(words, add_special_tokens=False)["input_ids"]].mean(0)
+
+    read, stop, end = (tokenizer.convert_tokens_to_ids(t) for t in (READ, STOP, END))
+    torch.testing.assert_close(rows[read], meaning(STREAM_TOKEN_MEANINGS[READ]))
+    torch.testing.assert_close(rows[stop], meaning(STREAM_TOKEN_MEANINGS[STOP]))
+    torch.testing.assert_close(rows[end], old[tokenizer.convert_tokens_to_ids("mat")])
+    assert not torch.allclose(rows[read], rows[stop])
+    with torch.no_grad():  # tied: the two actions score differently from the first step
+        logits = student(torch.tensor([[1, 2, 3]])).logits[0, -1]
+    assert logits[read] != logits[stop]
+    torch.testing.assert_close(rows[: len(words)], old)  # the original vocabulary is untouched
 
 
 def test_unsupported_checkpoints_are_refused_by_name():
