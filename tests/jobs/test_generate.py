@@ -123,7 +123,10 @@ def test_rerunning_a_finished_output_adds_nothing(reference_run, tmp_path):
     before = hashes(reference_run)
     shard_bytes = {p.name: p.read_bytes() for p in (reference_run / "data").glob("*.parquet")}
     summary = run_config(rules_config(), reference_run)
-    assert summary["parts"]["rules"] == {"documents": 0, "accepted": 0, "rejected": 0}
+    part = summary["parts"]["rules"]
+    assert {k: part[k] for k in ("documents", "accepted", "rejected")} == {"documents": 0, "accepted": 0, "rejected": 0}
+    assert [(s["name"], s["items_out"]) for s in part["stages"]][:2] == [("read", 18), ("validate", 18)]
+    assert all(s["items_in"] == 0 for s in part["stages"][2:])  # nothing was planned, taught or filtered again
     assert hashes(reference_run) == before
     assert {p.name: p.read_bytes() for p in (reference_run / "data").glob("*.parquet")} == shard_bytes
 
@@ -226,7 +229,10 @@ def test_malformed_teacher_output_is_rejected_with_the_output_quoted(ray_cluster
     config = rules_config(sources=[{**NIAH, "lengths": [300], "depths": [0.5], "n_per_cell": 3}])
     config["parts"][0].update(teacher=teacher, name="tiny")
     summary = run_config(config, output)
-    assert summary["parts"]["tiny"] == {"documents": 3, "accepted": 0, "rejected": 3}
+    part = summary["parts"]["tiny"]
+    assert {k: part[k] for k in ("documents", "accepted", "rejected")} == {"documents": 3, "accepted": 0, "rejected": 3}
+    teach = next(s for s in part["stages"] if s["name"] == "teach")
+    assert (teach["items_in"], teach["items_out"], teach["rejects_made"]) == (3, 3, 3)
     assert records(output) == []
     for reject in read_rejects(output / "rejects.jsonl"):
         assert (reject.stage, reject.field) == ("teacher", "round 0")
