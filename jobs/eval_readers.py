@@ -64,8 +64,8 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
               batched: tuple[Any, float] | None = None) -> dict:
     """Read one document in one mode; the per-document record (prediction, score, cost).
 
-    `batched`: what `read_with_vllm` read for this document (a ReadingResult, or the teacher's text) and its share of
-    the batch's seconds, instead of reading here."""
+    `batched`: what `read_with_vllm` read for this document (a ReadingResult, or the parent's answer and the context
+    tokens its prompt kept) and its share of the batch's seconds, instead of reading here."""
     question = question_text(item.doc)
     start = time.perf_counter()
     if batched is not None:
@@ -87,8 +87,11 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
         prediction = result.answer
         extra = {"tokens_generated": result.tokens_generated}
     else:
-        prompt, kept = parent_prompt(reader, question, item.doc.context, config.max_new_tokens)
-        prediction = result if batched is not None else chat_read(reader, prompt, config.max_new_tokens)
+        if batched is not None:
+            prediction, kept = result
+        else:
+            prompt, kept = parent_prompt(reader, question, item.doc.context, config.max_new_tokens)
+            prediction = chat_read(reader, prompt, config.max_new_tokens)
         extra = {"context_tokens_kept": kept}
     return {
         "task": item.task, "mode": mode, "length": item.length, "model": reader.name,
@@ -142,10 +145,10 @@ def read_with_vllm(llm, reader: Reader, items: list[EvalItem], mode: str, chunk_
 
     start = time.perf_counter()
     if mode == "teacher":
-        prompts = [parent_prompt(reader, question_text(i.doc), i.doc.context, config.max_new_tokens)[0] for i in items]
+        prompts = [parent_prompt(reader, question_text(i.doc), i.doc.context, config.max_new_tokens) for i in items]
         params = SamplingParams(temperature=0.0, max_tokens=config.max_new_tokens)
-        outputs = llm.generate(prompts, params, use_tqdm=False)
-        results: list[Any] = [o.outputs[0].text.strip() for o in outputs]
+        outputs = llm.generate([prompt for prompt, _ in prompts], params, use_tqdm=False)
+        results: list[Any] = [(o.outputs[0].text.strip(), kept) for o, (_, kept) in zip(outputs, prompts)]
     else:
         documents = [(question_text(i.doc), chunk_texts(i.doc.context, chunk_document(i.doc.context, chunk_tokens, counter))
                       if mode == "emr" else [i.doc.context]) for i in items]
