@@ -29,7 +29,7 @@ import torch
 import torch.distributed
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_with_min_lr_schedule_with_warmup
 
 from students.checkpoint import (ExportInfo, TrainState, consolidated_state_dict, export_hf, load_checkpoint,
                                  save_checkpoint)
@@ -44,12 +44,11 @@ from students.train_config import OptimConfig, StudentConfig, TrainConfig, deeps
 log = logging.getLogger(__name__)
 
 
-def lr_factor(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
-    """Multiplier of the peak learning rate for optimizer step `step` (0-based): linear warm-up, then cosine."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def lr_schedule(optimizer, optim: OptimConfig, max_steps: int):
+    """Linear warm-up from 0 to the peak over `warmup_steps`, then a cosine down to `lr * min_lr_ratio` at `max_steps`."""
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=max_steps, min_lr_rate=optim.min_lr_ratio,
+    )
 
 
 def build_optimizer(model, optim: OptimConfig):
@@ -148,10 +147,7 @@ def run_training(spec: RunSpec | dict) -> int:
     if config.engine.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer = build_optimizer(model, config.optim)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: lr_factor(step, config.optim.warmup_steps, config.max_steps, config.optim.min_lr_ratio),
-    )
+    schedule = lr_schedule(optimizer, config.optim, config.max_steps)
     ds_config = deepspeed_config(config, world_size)
     if rank == 0:
         run_dir.deepspeed_json.write_text(json.dumps(ds_config, indent=2) + "\n")

@@ -40,7 +40,7 @@ class DataConfig(Config):
 class OptimConfig(Config):
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio
-    warmup_steps: int = 10
+    warmup_steps: int = 10  # the first optimizer step runs at lr 0 (transformers' warm-up), the peak is reached at this step
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8

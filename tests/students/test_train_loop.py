@@ -11,16 +11,23 @@ from test_data import hotpot_trajectories
 from students.checkpoint import checkpoint_tag, latest_train_state, prune_checkpoints
 from students.data import TokenizedCorpus, tokenizer_hash
 from students.run_dir import RunDir, RunSpec
-from students.train import lr_factor, read_metrics, run_training
-from students.train_config import TrainConfig, deepspeed_config
+from students.train import lr_schedule, read_metrics, run_training
+from students.train_config import OptimConfig, TrainConfig, deepspeed_config
 
 
 def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_the_floor():
-    factors = [lr_factor(s, warmup_steps=4, max_steps=20, min_lr_ratio=0.1) for s in range(20)]
-    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert all(a > b for a, b in zip(factors[4:], factors[5:]))
-    assert lr_factor(20, 4, 20, 0.1) == pytest.approx(0.1)
-    assert lr_factor(12, 4, 20, 0.1) == pytest.approx(0.55)  # half way down the cosine
+    optim = OptimConfig(lr=1.0, warmup_steps=4, min_lr_ratio=0.1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=optim.lr)
+    schedule = lr_schedule(optimizer, optim, max_steps=20)
+    lrs = []
+    for _ in range(21):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[:5] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert all(a > b for a, b in zip(lrs[4:20], lrs[5:21]))
+    assert lrs[12] == pytest.approx(0.55)  # half way down the cosine
+    assert lrs[20] == pytest.approx(0.1)  # the floor at max_steps
 
 
 def test_deepspeed_json_follows_the_config():
