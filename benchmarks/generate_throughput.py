@@ -42,6 +42,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
 READING: contextvars.ContextVar[str] = contextvars.ContextVar("reading", default="")
+PROMPT_IDS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("prompt_ids")
 
 
 @dataclass
@@ -102,15 +103,20 @@ def recording_teacher(config: dict):
 
     teacher = build_teacher(config)
     requests: list[Request] = []
-    complete = teacher.complete
+    complete, render_prompt = teacher.complete, teacher.render_prompt
 
-    async def recorded(messages, max_tokens, kind="round"):
-        out = await complete(messages, max_tokens, kind)
-        requests.append(Request(READING.get(), teacher.render_prompt(messages), max_tokens, kind, out.prompt_tokens,
+    def rendered(messages):
+        ids = render_prompt(messages)
+        PROMPT_IDS.set(ids)  # complete() renders in the reading's own task: recorded() reads it back there
+        return ids
+
+    async def recorded(messages, max_tokens, kind="round", fixed=None):
+        out = await complete(messages, max_tokens, kind, fixed)
+        requests.append(Request(READING.get(), PROMPT_IDS.get(), max_tokens, kind, out.prompt_tokens,
                                 out.cached_tokens, out.completion_tokens))
         return out
 
-    teacher.complete = recorded
+    teacher.complete, teacher.render_prompt = recorded, rendered
     return teacher, requests
 
 
@@ -249,7 +255,8 @@ def main() -> None:
     parser.add_argument("--chunk-low", type=int, default=160)
     parser.add_argument("--chunk-high", type=int, default=320)
     parser.add_argument("--max-rounds", type=int, default=4)
-    parser.add_argument("--max-in-flight", type=int, default=32)
+    parser.add_argument("--max-in-flight", type=int, default=0,
+                        help="documents read at once; 0: as the generate job, twice --max-num-seqs")
     parser.add_argument("--max-num-seqs", type=int, default=32)
     parser.add_argument("--block-size", type=int, default=32,
                         help="KV cache block size (vLLM's CPU default is 128; the prefix cache reuses whole blocks)")
@@ -265,7 +272,7 @@ def main() -> None:
         bench = BenchConfig(
             model=str(Path(model).expanduser()), dtype=args.dtype, documents=args.documents, length=args.length,
             chunk_low=args.chunk_low, chunk_high=args.chunk_high, max_rounds=args.max_rounds,
-            max_in_flight=args.max_in_flight, max_num_seqs=args.max_num_seqs,
+            max_in_flight=args.max_in_flight or 2 * args.max_num_seqs, max_num_seqs=args.max_num_seqs,
             # A random model needs the format imposed, and a bias against <STOP> to read to the round cap;
             # a real model is measured as it writes.
             structured_output=args.model is None, block_size=args.block_size,

@@ -113,7 +113,9 @@ class EngineConfig(Config):
     """How teaching runs on Ray. Changes here do not change what is written, so resume ignores them."""
 
     num_actors: int = 0  # 0: one per GPU of the cluster for LLM teachers, else one
-    max_in_flight: int = 16  # documents one actor reads at once
+    # Documents one actor reads at once. 0: twice its engine's slots (vLLM's max_num_seqs), so a document waiting on
+    # its next round's prompt never leaves a slot empty; 16 where the teacher has no engine slots.
+    max_in_flight: int = Field(0, ge=0)
     num_cpus: float = 1  # per actor where it gets no GPU
     num_gpus: float | None = None  # per actor; None: 1 for LLM teachers when the cluster has GPUs, else 0
     resources: dict[str, float] = Field(default_factory=dict)  # custom Ray resources per actor (e.g. {teacher: 1})

@@ -19,7 +19,7 @@ import ray
 from jobs.generate_config import EngineConfig, PartConfig
 from jobs.teacher_models import resolve_model
 from pipeline.rejects import Reject
-from teachers import build_teacher
+from teachers import build_teacher, engine_slots
 from teachers.base import TeacherError, TeacherUnavailable
 
 log = logging.getLogger("smooth_reading.generate")
@@ -147,6 +147,12 @@ class Progress:
                 f"{self.stream_tokens / elapsed:.0f} tokens/s{teacher} | ETA {eta}")
 
 
+def documents_in_flight(teacher: dict[str, Any], engine: EngineConfig) -> int:
+    """Documents one actor reads at once: as configured, else twice the teacher engine's slots (while a document's
+    next prompt is being built, another's round fills its slot), else 16."""
+    return engine.max_in_flight or 2 * (engine_slots(teacher) or 8)
+
+
 class EnginePool:
     """Ray actors that each hold one teacher; documents are spread over them and stream back as they finish.
 
@@ -167,16 +173,17 @@ class EnginePool:
         resources: dict[str, Any] = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": engine.num_cpus}
         if engine.resources:
             resources["resources"] = dict(engine.resources)
+        teacher = dict(part.teacher)
+        self.max_in_flight = documents_in_flight(teacher, engine)
         actor_class = ray.remote(TeacherActor).options(
-            max_restarts=engine.max_restarts, max_task_retries=0, max_concurrency=max(engine.max_in_flight, 1),
+            max_restarts=engine.max_restarts, max_task_retries=0, max_concurrency=self.max_in_flight,
             scheduling_strategy="SPREAD", **resources,
         )
-        teacher = dict(part.teacher)
         if "model" in teacher:
             teacher["model"] = resolve_model(teacher["model"])
         self.actors = [_Actor(actor_class.remote(teacher)) for _ in range(num_actors)]
         log.info("[%s] %d teacher actor(s), %s each, up to %d documents in flight each", part.name, num_actors,
-                 resources, engine.max_in_flight)
+                 resources, self.max_in_flight)
         try:
             self.identity = ray.get(self.actors[0].handle.identity.remote(), timeout=engine.restart_timeout_s)
         except ray.exceptions.GetTimeoutError:
@@ -201,7 +208,7 @@ class EnginePool:
                         work = queue.suspects.popleft()
                         in_flight[self._submit(actor, work, alone=True)] = _Flight(work, actor, actor.life, True)
                     continue
-                while actor.load < self.engine.max_in_flight and (work := queue.next()) is not None:
+                while actor.load < self.max_in_flight and (work := queue.next()) is not None:
                     in_flight[self._submit(actor, work)] = _Flight(work, actor, actor.life, False)
             progress.rejected += len(queue.passed_through)
             yield from queue.passed_through

@@ -18,7 +18,7 @@ from teachers.templates import PromptTemplates
 BACKENDS: tuple[str, ...] = ("rules", "vllm", "openai", "transformers")
 
 __all__ = ["BACKENDS", "Completion", "LLMTeacher", "LLMTeacherConfig", "PromptTemplates", "Teacher", "TeacherError",
-           "build_teacher"]
+           "build_teacher", "engine_slots"]
 
 
 def build_teacher(config: dict[str, Any]) -> Teacher:
@@ -47,3 +47,12 @@ def build_teacher(config: dict[str, Any]) -> Teacher:
 
         return TransformersTeacher(TransformersTeacherConfig.from_values(values, "teacher 'transformers'"))
     raise ValueError(f"teacher backend {backend!r} is unknown. Fix: set 'backend' to one of {list(BACKENDS)}")
+
+
+def engine_slots(config: dict[str, Any]) -> int | None:
+    """How many requests the teacher's engine decodes together (vLLM's max_num_seqs); None where the job cannot know."""
+    if config.get("backend") == "vllm":
+        from teachers.vllm_engine import VLLMTeacherConfig
+
+        return int(config.get("max_num_seqs", VLLMTeacherConfig.model_fields["max_num_seqs"].default))
+    return None

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from pipeline.chat import chat_prompt
+from pipeline.chat import ChatTokens
 from pipeline.stream import END, READ, STOP
 from teachers.base import Completion, FixedParts, LLMTeacher, LLMTeacherConfig, RequestRejected, TeacherUnavailable
 from teachers.templates import ReplyKind, answer_regex, summary_regex
@@ -85,7 +85,7 @@ class VLLMTeacher(LLMTeacher):
         SamplingParams(**config.sampling)  # fail here, before the engine starts, on a misspelt sampling key
         self.config: VLLMTeacherConfig = config
         self.tokenizer = AutoTokenizer.from_pretrained(config.model)
-        chat_prompt(self.tokenizer, [{"role": "user", "content": "x"}])  # no chat template: fail before the engine
+        self.chat_tokens = ChatTokens(self.tokenizer)  # no chat template: fails here, before the engine starts
         self.prefix_cache = PrefixCacheCounter()
         self._engine = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,7 +121,7 @@ class VLLMTeacher(LLMTeacher):
         return self._engine
 
     def render_prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        return self.tokenizer(chat_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
+        return self.chat_tokens.prompt_ids(messages)
 
     def sampling_params(self, max_tokens: int, kind: ReplyKind, fixed: FixedParts | None = None):
         from vllm import SamplingParams

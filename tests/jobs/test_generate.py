@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from jobs.generate import GenerateError, generate
-from jobs.generate_config import config_from_dict, load_config
+from jobs.generate_config import EngineConfig, config_from_dict, load_config
+from jobs.teacher_pool import documents_in_flight
 from pipeline.corpus import read_corpus
 from pipeline.rejects import read_rejects
 from pipeline.trajectory import Trajectory
@@ -296,3 +297,11 @@ def test_a_corpus_saved_by_an_older_version_with_its_fault_block_still_resumes()
     assert config_from_dict(old).content_hash() == config_from_dict(rules_config()).content_hash()
     with pytest.raises(ValueError, match="'fault' settings are no longer part of the job. Fix: remove"):
         config_from_dict(rules_config(fault={"crash_after_documents": 5}))
+
+
+def test_an_actor_reads_twice_as_many_documents_as_its_engine_has_slots_unless_told():
+    vllm = {"backend": "vllm", "model": "m"}
+    assert documents_in_flight(vllm, EngineConfig()) == 128  # vLLM's max_num_seqs defaults to 64
+    assert documents_in_flight({**vllm, "max_num_seqs": 24}, EngineConfig()) == 48
+    assert documents_in_flight({**vllm, "max_num_seqs": 24}, EngineConfig(max_in_flight=5)) == 5
+    assert documents_in_flight({"backend": "rules"}, EngineConfig()) == 16
