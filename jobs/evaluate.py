@@ -99,10 +99,12 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig) -> list[dict]:
     output = Path(output)
     records = finished_records(output, model_dir, config, {key: len(group) for key, group in groups.items()})
     finished = {(r["mode"], r["task"], r["length"]) for r in records}
-    # Shortest documents first, every mode at a length before the next length: an interrupted run has whole
-    # comparisons at the lengths it reached. One engine per model, kept for the run.
-    todo = [(task, length, job) for task, length in sorted(groups, key=lambda key: (key[1], key[0])) for job in jobs
-            if (job[2], task, length) not in finished]
+    # Tasks in the order the config lists them (the first is the one that matters most), each from its shortest
+    # documents, every mode at a length before the next: an interrupted run has whole comparisons up to the length
+    # it reached. One engine per model, kept for the run.
+    task_order = {task: rank for rank, task in enumerate(dict.fromkeys(item.task for item in items))}
+    todo = [(task, length, job) for task, length in sorted(groups, key=lambda key: (task_order[key[0]], key[1]))
+            for job in jobs if (job[2], task, length) not in finished]
     engines: dict[Path, Any] = {}
     progress = tqdm(total=sum(len(groups[(task, length)]) for task, length, _ in todo), unit="doc")
     for task, length, (reader, folder, mode) in todo:

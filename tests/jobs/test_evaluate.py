@@ -128,6 +128,10 @@ def test_evaluate_reads_in_both_modes_and_writes_the_report(exported_student, lo
     assert json.loads((out / "results.json").read_text()) == rows
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 2 * (2 * 2 + 1)  # modes x documents
+    # Read in the order a cut-short run needs: tasks as listed, shortest first, every mode at a length before the next.
+    groups = list(dict.fromkeys((p["task"], p["length"], p["mode"]) for p in predictions))
+    assert groups == [("niah", 128, "emr"), ("niah", 128, "one-round"), ("niah", 256, "emr"),
+                      ("niah", 256, "one-round"), ("hotpotqa", 1024, "emr"), ("hotpotqa", 1024, "one-round")]
     emr = [p for p in predictions if p["mode"] == "emr" and p["task"] == "niah" and p["length"] == 256]
     assert all(p["chunks"] > 1 and p["chunks_read"] >= 1 for p in emr)  # EMR really read chunk by chunk
     table = (out / "results.md").read_text()
