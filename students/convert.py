@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from students.gla import GatedLinearAttentionConfig, GatedLinearAttentionForCausalLM
-from students.swa import sliding_window_config
+from students.swa import STUDENT_MAX_POSITIONS, sliding_window_config
 from students.tokenizer import add_stream_tokens, resize_for_stream_tokens
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -37,6 +37,7 @@ def convert_to_sliding_window(
         )
     shared = _shared_config(src)
     shared.pop("mlp_bias")
+    shared["max_position_embeddings"] = max(src.max_position_embeddings, STUDENT_MAX_POSITIONS)
     config = sliding_window_config(
         window,
         qkv_bias=_has_qkv_bias(src),

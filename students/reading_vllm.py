@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 
 from pipeline.stream import END, READ, STOP, render_chunk, render_prefix
 from students.reading import ReadingResult, ReadingRound, _clean_answer, _parse_summary, answer_end_ids
+from students.swa import STUDENT_MAX_POSITIONS
 
-# A sliding-window student has no position limit of its own (RoPE is relative and nothing older than the window is
-# read), so streams may run past the parent's max_position_embeddings.
-DEFAULT_MAX_MODEL_LEN = 1 << 17
+DEFAULT_MAX_MODEL_LEN = STUDENT_MAX_POSITIONS  # a student's stream may run past its parent's context
 
 
 def vllm_engine(model_dir: str, dtype: str = "auto", max_model_len: int = DEFAULT_MAX_MODEL_LEN,

@@ -30,6 +30,10 @@ from students.common import segment_bounds
 
 SWA_ATTENTION = "smooth_reading_swa"
 LEGACY_MODEL_TYPE = "smooth_reading_swa"  # the custom class exports had before stock architectures
+# A sliding-window student has no position limit of its own (RoPE is relative and nothing older than the window is
+# read); its config says so. vLLM precomputes RoPE for max_position_embeddings positions and reads past them as
+# garbage, so a student keeping its parent's 8,192 lost every needle past ~8k tokens of stream.
+STUDENT_MAX_POSITIONS = 1 << 17
 
 
 def sliding_window_config(window: int, qkv_bias: bool = False, **shape) -> PretrainedConfig:

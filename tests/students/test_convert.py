@@ -38,6 +38,21 @@ def test_sliding_window_student_equals_the_llama_below_its_window(tiny_llama_dir
         assert not torch.allclose(student(longer).logits[0, -1], llama(longer).logits[0, -1], atol=1e-4)
 
 
+def test_a_sliding_window_student_declares_no_position_limit_of_its_parent(tiny_llama_dir):
+    """vLLM builds RoPE for max_position_embeddings positions only: a student keeping its parent's limit reads
+    garbage positions past it (the SmolLM2 student lost every needle past ~8k tokens of stream)."""
+    parent = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).config.max_position_embeddings
+    student = convert_to_sliding_window(tiny_llama_dir, window=24)
+    assert student.config.max_position_embeddings >= max(1 << 17, parent)
+    # RoPE is relative and nothing older than the window is read: the same tokens late in a stream give the same
+    # logits as early on.
+    ids = token_ids(student.config.vocab_size, 24, seed=2)
+    with torch.no_grad():
+        early = student(ids, position_ids=torch.arange(24)[None]).logits
+        late = student(ids, position_ids=torch.arange(24)[None] + 3 * parent).logits
+    torch.testing.assert_close(late, early, atol=1e-4, rtol=1e-3)
+
+
 def test_sliding_window_conversion_keeps_qwen2_biases():
     torch.manual_seed(0)
     qwen = Qwen2ForCausalLM(
