@@ -18,7 +18,7 @@ Timed (generation only, engine startup excluded in both):
   ours: from the first request after a warm-up request to the last trajectory filtered and written;
   Ray:  from the first request's arrival in its engine (vLLM's `metrics.arrival_time`, wall clock) to the last
         output row reaching this process. Its engine is not warmed by a request (Ray builds the actor per run),
-        but vLLM has already run its dummy forward passes at startup.
+        but vLLM has already run its start-up profiling and warm-up passes.
 tokens/s = generated tokens / those seconds; ratio = ours / Ray Data LLM (goal >= 1.0).
 
     python benchmarks/one_pass_throughput.py                    # a tiny random Llama made in code, 64 documents
