@@ -41,36 +41,6 @@ class VLLMTeacherConfig(LLMTeacherConfig):
 _RESERVED_SAMPLING = ("max_tokens", "stop", "include_stop_str_in_output", "skip_special_tokens", "structured_outputs")
 
 
-class PrefixCacheCounter:
-    """A vLLM stat logger that totals prefix-cache queries and hits (in tokens) since the engine started."""
-
-    def __init__(self):
-        self.queries = 0
-        self.hits = 0
-        self.requests = 0
-
-    def factory(self, vllm_config, engine_index: int = 0):
-        from vllm.v1.metrics.loggers import StatLoggerBase
-
-        counter = self
-
-        class _Logger(StatLoggerBase):
-            def __init__(self, vllm_config, engine_index: int = 0):
-                pass
-
-            def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
-                if scheduler_stats is not None:
-                    stats = scheduler_stats.prefix_cache_stats
-                    counter.requests += stats.requests
-                    counter.queries += stats.queries
-                    counter.hits += stats.hits
-
-            def log_engine_initialized(self):
-                pass
-
-        return _Logger(vllm_config, engine_index)
-
-
 class VLLMTeacher(LLMTeacher):
     name = "vllm"
 
@@ -86,7 +56,9 @@ class VLLMTeacher(LLMTeacher):
         self.config: VLLMTeacherConfig = config
         self.tokenizer = AutoTokenizer.from_pretrained(config.model)
         self.chat_tokens = ChatTokens(self.tokenizer)  # no chat template: fails here, before the engine starts
-        self.prefix_cache = PrefixCacheCounter()
+        # Prompt tokens asked for and served from the prefix cache, totalled over finished requests (vLLM's own stat
+        # loggers would do it per engine step, in the process that feeds the engine).
+        self.prefix_cache = {"requests": 0, "queries": 0, "hits": 0}
         self._engine = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._request_ids = itertools.count()
@@ -113,10 +85,10 @@ class VLLMTeacher(LLMTeacher):
         args = AsyncEngineArgs(
             model=self.config.model, dtype=self.config.dtype, max_model_len=self.config.max_model_len,
             max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=int(self.config.kv_cache_gb * GIB),
-            enable_prefix_caching=True, seed=self.config.seed, disable_log_stats=False,
-            enforce_eager=self.config.enforce_eager, block_size=self.config.block_size,
+            enable_prefix_caching=True, seed=self.config.seed, enforce_eager=self.config.enforce_eager,
+            block_size=self.config.block_size,
         )
-        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=[self.prefix_cache.factory])
+        self._engine = AsyncLLM.from_engine_args(args)
         self._loop = loop
         return self._engine
 
@@ -125,7 +97,7 @@ class VLLMTeacher(LLMTeacher):
 
     def sampling_params(self, max_tokens: int, kind: ReplyKind, fixed: FixedParts | None = None):
         from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         structured = None
         if self.config.structured_output:
@@ -137,6 +109,9 @@ class VLLMTeacher(LLMTeacher):
             stop=[END] if kind == "answer" else [READ, STOP], include_stop_str_in_output=kind != "answer",
             skip_special_tokens=False,  # the action markers are special tokens in stream tokenizers
             structured_outputs=structured,
+            # Only the finished reply is read: no per-token output object, queue put and task wake-up in this
+            # process, which shares the CPU with the engine (as LLM.generate does).
+            output_kind=RequestOutputKind.FINAL_ONLY,
         )
 
     async def complete(self, messages: list[dict[str, str]], max_tokens: int, kind: ReplyKind = "round",
@@ -161,16 +136,19 @@ class VLLMTeacher(LLMTeacher):
             raise TeacherUnavailable(f"the vLLM engine for {self.config.model} died: {e}. Fix: see the engine "
                                      "log above (often out of memory: lower max_num_seqs or kv_cache_gb)") from e
         result = final.outputs[0]
-        return Completion(
+        completion = Completion(
             text=result.text, prompt_tokens=len(final.prompt_token_ids or prompt_ids),
             completion_tokens=len(result.token_ids), cached_tokens=final.num_cached_tokens or 0,
         )
+        self.prefix_cache["requests"] += 1
+        self.prefix_cache["queries"] += completion.prompt_tokens
+        self.prefix_cache["hits"] += completion.cached_tokens
+        return completion
 
     def prefix_cache_stats(self) -> dict[str, float]:
-        """Prefix-cache queries and hits in tokens since the engine started, and the hit rate."""
+        """Prompt tokens asked for and served from the prefix cache over this teacher's requests, and the hit rate."""
         c = self.prefix_cache
-        return {"requests": c.requests, "queries": c.queries, "hits": c.hits,
-                "hit_rate": c.hits / c.queries if c.queries else 0.0}
+        return {**c, "hit_rate": c["hits"] / c["queries"] if c["queries"] else 0.0}
 
     async def close(self) -> None:
         if self._engine is not None:
