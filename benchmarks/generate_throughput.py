@@ -273,10 +273,10 @@ def main() -> None:
             model=str(Path(model).expanduser()), dtype=args.dtype, documents=args.documents, length=args.length,
             chunk_low=args.chunk_low, chunk_high=args.chunk_high, max_rounds=args.max_rounds,
             max_in_flight=args.max_in_flight or 2 * args.max_num_seqs, max_num_seqs=args.max_num_seqs,
-            # A random model needs the format imposed, and a bias against <STOP> to read to the round cap;
-            # a real model is measured as it writes.
-            structured_output=args.model is None, block_size=args.block_size,
-            teacher_extra={} if args.model else {"sampling": {"temperature": 0.0, "logit_bias": stop_bias(model)}},
+            # The format is imposed (as the SmolLM2 generate configs do: a 135M model left free writes no summary) and
+            # <STOP> biased against, so every document reads to the round cap: the multi-round shape under test.
+            structured_output=True, block_size=args.block_size,
+            teacher_extra={"sampling": {"temperature": 0.0, "logit_bias": stop_bias(model)}},
         )
         n_cells = max(1, -(-args.documents // 5))
         depths = [0.1, 0.3, 0.5, 0.7, 0.9]
