@@ -67,7 +67,6 @@ class BenchConfig:
     max_rounds: int
     max_in_flight: int
     max_num_seqs: int
-    structured_output: bool
     block_size: int | None
     teacher_extra: dict = field(default_factory=dict)
 
@@ -91,7 +90,8 @@ def teacher_config(bench: BenchConfig, mode: str) -> dict:
     return {
         "backend": "vllm", "model": bench.model, "dtype": bench.dtype, "max_model_len": 4096,
         "max_num_seqs": bench.max_num_seqs, "kv_cache_gb": 1.0, "enforce_eager": True, "prompt_mode": mode,
-        "structured_output": bench.structured_output, "field_max_chars": 12, "max_round_tokens": 64,
+        # The format is imposed, as the SmolLM2 generate configs do: a 135M model left free writes no summary.
+        "structured_output": True, "field_max_chars": 12, "max_round_tokens": 64,
         "max_answer_tokens": 16, "sampling": {"temperature": 0.0}, "block_size": bench.block_size,
         **bench.teacher_extra,
     }
@@ -273,9 +273,8 @@ def main() -> None:
             model=str(Path(model).expanduser()), dtype=args.dtype, documents=args.documents, length=args.length,
             chunk_low=args.chunk_low, chunk_high=args.chunk_high, max_rounds=args.max_rounds,
             max_in_flight=args.max_in_flight or 2 * args.max_num_seqs, max_num_seqs=args.max_num_seqs,
-            # The format is imposed (as the SmolLM2 generate configs do: a 135M model left free writes no summary) and
             # <STOP> biased against, so every document reads to the round cap: the multi-round shape under test.
-            structured_output=True, block_size=args.block_size,
+            block_size=args.block_size,
             teacher_extra={"sampling": {"temperature": 0.0, "logit_bias": stop_bias(model)}},
         )
         n_cells = max(1, -(-args.documents // 5))
