@@ -18,11 +18,15 @@ class DocumentError(ValueError):
 
 @dataclass(frozen=True)
 class Evidence:
-    """Where a piece of evidence lies in the context (character offsets, end exclusive)."""
+    """Where a piece of evidence lies in the context (character offsets, end exclusive).
+
+    `heading`: the title of the paragraph it lies in, where the source has one (HotpotQA). A supporting sentence
+    alone may say only "It competed with the Nintendo DS"; a clue quoting it needs the title to mean anything."""
 
     start: int
     end: int
     text: str
+    heading: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,8 @@ class Document:
             raise DocumentError(doc_id, "answers", f"is a {type(answers).__name__}", "store a list of reference answers")
         try:
             evidence = tuple(
-                e if isinstance(e, Evidence) else Evidence(int(e["start"]), int(e["end"]), str(e["text"]))
+                e if isinstance(e, Evidence) else Evidence(int(e["start"]), int(e["end"]), str(e["text"]),
+                                                        str(e.get("heading") or ""))
                 for e in (d.get("evidence") or ())
             )
         except (KeyError, TypeError, ValueError) as e:

@@ -24,7 +24,8 @@ PARAGRAPH_SEP = "\n\n"
 def hotpotqa_full_questions(path: str | Path) -> tuple[dict, ...]:
     """HotpotQA's own dev file (`context`: [title, sentences] pairs, `supporting_facts`: [title, sentence]) in the
     layout of the shipped questions: the two supporting paragraphs as `title_a`/`para_a`, `title_b`/`para_b`, the
-    other paragraphs as `distractors`. A question whose supporting facts do not name two paragraphs is left out."""
+    other paragraphs as `distractors`, the supporting facts as sentence indices per gold paragraph. A question
+    whose supporting facts do not name two paragraphs is left out."""
     records = json.loads(Path(path).read_text(encoding="utf-8"))
     out = []
     for r in records:
@@ -35,7 +36,8 @@ def hotpotqa_full_questions(path: str | Path) -> tuple[dict, ...]:
         out.append({
             "_id": r["_id"], "question": r["question"], "answer": r["answer"],
             "title_a": gold[0], "para_a": paragraphs[gold[0]], "title_b": gold[1], "para_b": paragraphs[gold[1]],
-            "supporting_facts": r["supporting_facts"],
+            # As the shipped file has them: the supporting sentences' indices, per gold paragraph.
+            "supporting_facts": [[i for t, i in r["supporting_facts"] if t == title] for title in gold],
             "distractors": [[t, s, 0.0] for t, s in r["context"] if t not in gold],
         })
     return tuple(out)

@@ -59,8 +59,10 @@ def long_hotpotqa(target_tokens: int, n: int | None = None, seed: int = 0,
                   counter: TokenCounter = WordEstimate(), questions: Sequence[dict] | None = None) -> list[Document]:
     """Each HotpotQA question as a long document of about `target_tokens`: its two gold paragraphs at seeded
     positions among distractors (its own first, then other questions' paragraphs, drawn seeded), joined by blank
-    lines. The gold paragraphs' places are the document's evidence. Documents stop short of the target rather
-    than overshoot it, and a target smaller than the gold paragraphs gives just the gold paragraphs.
+    lines. The evidence is HotpotQA's supporting facts: in each gold paragraph, its supporting sentences (the first
+    to the last), headed by the paragraph's title; the whole paragraph where the record names no valid sentence.
+    Documents stop short of the target rather than overshoot it, and a target smaller than the gold paragraphs
+    gives just the gold paragraphs.
     `questions`: another set in the shipped layout (the full dev set, pipeline.qa_data); default the shipped 100.
     """
     all_paragraphs = hotpotqa_paragraphs() if questions is None else paragraphs_of(questions)
@@ -71,6 +73,8 @@ def long_hotpotqa(target_tokens: int, n: int | None = None, seed: int = 0,
         rng = random.Random(f"long_hotpotqa:{seed}:{q['_id']}")
         gold_titles = {q["title_a"], q["title_b"]}
         gold = [_paragraph(q["title_a"], q["para_a"]), _paragraph(q["title_b"], q["para_b"])]
+        facts = q.get("supporting_facts") or ((), ())
+        supporting = {gold[0]: (q["title_a"], q["para_a"], facts[0]), gold[1]: (q["title_b"], q["para_b"], facts[1])}
         own = [_paragraph(t, s) for t, s, *_ in q["distractors"] if t not in gold_titles]
         rng.shuffle(own)
         own_titles = {t for t, *_ in q["distractors"]}
@@ -99,7 +103,8 @@ def long_hotpotqa(target_tokens: int, n: int | None = None, seed: int = 0,
         for slot, p in zip(slots, pending_gold):
             paragraphs.insert(slot, p)
         context = PARAGRAPH_SEP.join(paragraphs)
-        evidence = tuple(sorted((_span(context, paragraphs, i) for i in slots), key=lambda e: e.start))
+        evidence = tuple(sorted((_supporting_span(context, paragraphs, i, *supporting[paragraphs[i]]) for i in slots),
+                                key=lambda e: e.start))
         docs.append(Document(
             id=f"hotpotqa-{q['_id']}-{target_tokens}-s{seed}",
             question=q["question"],
@@ -118,6 +123,26 @@ def _span(context: str, paragraphs: list[str], index: int) -> Evidence:
     start = sum(len(p) + len(PARAGRAPH_SEP) for p in paragraphs[:index])
     end = start + len(paragraphs[index])
     return Evidence(start, end, context[start:end])
+
+
+def _supporting_span(context: str, paragraphs: list[str], index: int, title: str, sentences: Sequence[str],
+                     sentence_ids: Sequence[int]) -> Evidence:
+    """The supporting sentences of paragraph `index` (built by _paragraph from `title` and `sentences`), first to
+    last, as evidence headed by the title; the whole paragraph if no id names one of its sentences."""
+    ids = sorted(i for i in sentence_ids if isinstance(i, int) and 0 <= i < len(sentences))
+    if not ids:
+        return _span(context, paragraphs, index)
+    body = "".join(sentences)
+    # _paragraph strips the joined sentences: offsets into the body shift by what the strip removed in front.
+    shift = len(title) + 1 - (len(body) - len(body.lstrip()))
+    first, last = sentences[ids[0]], sentences[ids[-1]]
+    left = len("".join(sentences[: ids[0]])) + len(first) - len(first.lstrip()) + shift
+    right = len("".join(sentences[: ids[-1] + 1])) - (len(last) - len(last.rstrip())) + shift
+    paragraph_start = _span(context, paragraphs, index).start
+    left, right = paragraph_start + max(left, len(title) + 1), paragraph_start + min(right, len(paragraphs[index]))
+    if right <= left:
+        return _span(context, paragraphs, index)
+    return Evidence(left, right, context[left:right], heading=title)
 
 
 class _ParagraphExtractor(html.parser.HTMLParser):

@@ -36,9 +36,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def clue(text: str) -> str:
-    """An evidence span as a clue: a titled paragraph (HotpotQA: "Title\nsentences") becomes "Title: sentences"."""
-    title, _, body = text.strip().partition("\n")
+def clue(evidence: Evidence) -> str:
+    """An evidence span as a clue: "Heading: text" where it has a heading (HotpotQA's supporting sentences under
+    their paragraph's title), and a titled paragraph ("Title\nsentences") as "Title: sentences"."""
+    if evidence.heading:
+        return f"{_one_line(evidence.heading)}: {_one_line(evidence.text)}"
+    title, _, body = evidence.text.strip().partition("\n")
     return f"{_one_line(title)}: {_one_line(body)}" if body.strip() else _one_line(title)
 
 
@@ -109,8 +112,8 @@ class RuleTeacher(Teacher):
         clues: list[str] = []
         rounds = []
         for k in range(last_needed + 1):
-            new = [e.text for e, i in zip(doc.evidence, found_in) if i == k]
-            clues.extend(clue(text) for text in new)
+            new = [e for e, i in zip(doc.evidence, found_in) if i == k]
+            clues.extend(clue(e) for e in new)
             clue_text = " ".join(f"({n}) {c}" for n, c in enumerate(clues, 1)) if clues else NO_CLUES
             action = "STOP" if k == last_needed else "READ"
             if not new:

@@ -56,7 +56,7 @@ def squad_file(tmp_path):
     return path
 
 
-def test_full_hotpotqa_questions_become_long_documents_with_their_gold_paragraphs(hotpotqa_file):
+def test_full_hotpotqa_questions_become_long_documents_with_their_supporting_facts_as_evidence(hotpotqa_file):
     questions = hotpotqa_full_questions(str(hotpotqa_file))
     assert [q["_id"] for q in questions] == ["q0", "q1", "q2", "q3", "q4"]  # q5 names one paragraph: left out
     assert questions[0]["title_a"] == "Topic0x0" and len(questions[0]["distractors"]) == 8
@@ -64,7 +64,10 @@ def test_full_hotpotqa_questions_become_long_documents_with_their_gold_paragraph
     assert len(docs) == 4
     for doc in docs:
         q = next(q for q in questions if q["_id"] == doc.metadata["hotpotqa_id"])
-        assert sorted(e.text.split("\n")[0] for e in doc.evidence) == sorted([q["title_a"], q["title_b"]])
+        # Supporting facts [[title, sentence], ...] become the named sentence of each gold paragraph.
+        assert {(e.heading, e.text) for e in doc.evidence} == {
+            (q["title_a"], f"{q['title_a']} fact number 0 is stated here with some more words to read."),
+            (q["title_b"], f"{q['title_b']} fact number 1 is stated here with some more words to read.")}
         assert WordEstimate().count(doc.context) <= 1000
     # Other questions' paragraphs are drawn as distractors too.
     assert any("Topic3x" in doc.context for doc in docs if doc.metadata["hotpotqa_id"] != "q3")

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from pipeline.chunking import WordEstimate
+from pipeline.documents import Document
 from pipeline.sources import (
     NEEDLE_TEMPLATE, data_dir, default_haystack, hotpotqa_questions, html_paragraphs, long_hotpotqa, niah_documents,
     quality_documents,
@@ -20,7 +21,7 @@ def test_data_dir_holds_the_shipped_files_also_from_another_working_directory(tm
     assert (data_dir().resolve() == __import__("pathlib").Path(out.stdout.strip()).resolve())
 
 
-def test_long_hotpotqa_places_both_gold_paragraphs_and_reaches_about_the_target():
+def test_long_hotpotqa_places_both_gold_paragraphs_with_their_supporting_sentences_as_evidence():
     docs = long_hotpotqa(3000, n=5, seed=0)
     questions = hotpotqa_questions()[:5]
     assert len(docs) == 5 and len({d.id for d in docs}) == 5
@@ -28,13 +29,16 @@ def test_long_hotpotqa_places_both_gold_paragraphs_and_reaches_about_the_target(
         doc.validate()  # evidence offsets hold their text
         assert doc.question == q["question"] and doc.answers == (q["answer"],)
         assert 2700 <= WORDS.count(doc.context) <= 3000
-        gold = ["".join(q["para_a"]).strip(), "".join(q["para_b"]).strip()]
         assert len(doc.evidence) == 2
-        assert sorted(e.text.split("\n", 1)[1] for e in doc.evidence) == sorted(gold)
-        assert {e.text.split("\n", 1)[0] for e in doc.evidence} == {q["title_a"], q["title_b"]}
-        for e in doc.evidence:  # on paragraph boundaries
-            assert e.start == 0 or doc.context[e.start - 2:e.start] == "\n\n"
-            assert e.end == len(doc.context) or doc.context[e.end:e.end + 2] == "\n\n"
+        # HotpotQA's supporting facts: the named sentences of each gold paragraph, under its title.
+        supporting = {q["title_a"]: (q["para_a"], q["supporting_facts"][0]),
+                      q["title_b"]: (q["para_b"], q["supporting_facts"][1])}
+        assert {e.heading for e in doc.evidence} == set(supporting)
+        for e in doc.evidence:
+            sentences, ids = supporting[e.heading]
+            assert e.text == "".join(sentences[min(ids): max(ids) + 1]).strip()
+            assert f"{e.heading}\n" in doc.context[max(0, e.start - 2000): e.start]  # inside its own paragraph
+        assert Document.from_dict(doc.to_dict()) == doc  # the heading survives a jsonl line
         # its own distractors come first, then other questions' paragraphs
         for title, _sentences, *_ in q["distractors"]:
             if title not in (q["title_a"], q["title_b"]):
