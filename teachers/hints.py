@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.documents import Document
+from pipeline.documents import Document, Evidence
 
 HINTS_DIR = Path(__file__).resolve().parent / "prompts" / "hints"
 HINTS: tuple[str, ...] = ("none", "evidence")
@@ -40,9 +40,12 @@ class HintRound:
     clue_opening: str = ""  # how the clue of the evidence this chunk brings begins
 
 
-def clue_opening(evidence_text: str) -> str:
-    """A titled paragraph ("Title\nsentences") opens its clue with "Title:", a sentence with its first words."""
-    title, _, body = evidence_text.strip().partition("\n")
+def clue_opening(evidence: Evidence) -> str:
+    """Evidence with a heading (HotpotQA's supporting sentences) or a titled paragraph ("Title\nsentences") opens
+    its clue with "Title:", a sentence with its first words."""
+    if evidence.heading:
+        return " ".join(evidence.heading.split()) + ":"
+    title, _, body = evidence.text.strip().partition("\n")
     if body.strip():
         return " ".join(title.split()) + ":"
     return " ".join(title.split()[:CLUE_OPENING_WORDS])
@@ -95,8 +98,9 @@ class EvidenceHints:
         last = max(found)
         hints = []
         for k in range(len(ends)):
-            arriving = [e.text for e, i in zip(doc.evidence, found) if i == k]
-            quoted = " ".join(" ".join(text.split()) for text in arriving)
+            arriving = [e for e, i in zip(doc.evidence, found) if i == k]
+            quoted = " ".join(" ".join(f"{e.heading}: {e.text}".split() if e.heading else e.text.split())
+                              for e in arriving)
             if len(quoted) > HINT_QUOTE_CHARS:
                 quoted = quoted[: HINT_QUOTE_CHARS - 1] + "…"
             part = "complete" if k == last else "evidence" if quoted else "nothing"

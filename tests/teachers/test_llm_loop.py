@@ -312,3 +312,17 @@ def test_a_hinted_teacher_with_structured_output_fixes_what_the_hint_settles():
     assert not re.fullmatch(regex, f"Target: capital?\nClues: None yet.\nReason: This chunk is idle.\n{READ}")
     assert not re.fullmatch(regex, f"Target: {doc.question}\nClues: None yet.\nReason: This chunk is.\n{STOP}")
     assert re.fullmatch(answer_regex(300, answer), " Paris") and not re.fullmatch(answer_regex(300, answer), " Lyon")
+
+
+def test_a_hint_quotes_a_hotpotqa_supporting_sentence_under_its_title_and_opens_the_clue_with_it():
+    from pipeline.sources import long_hotpotqa
+    from teachers.hints import EvidenceHints
+
+    doc = long_hotpotqa(2000, n=1, seed=0)[0]  # Hot Pixel / PlayStation Portable: sentence 3 says only "It ..."
+    ends = (len(doc.context),)  # one chunk: it brings both supporting sentences and completes the evidence
+    (hint,), last = EvidenceHints().rounds(doc, ends)
+    assert last == 0 and hint.part == "complete"
+    psp = next(e for e in doc.evidence if e.heading == "PlayStation Portable")
+    assert psp.text.startswith("It primarily competed with the Nintendo DS")
+    assert f"PlayStation Portable: {psp.text}" in hint.text
+    assert hint.clue_opening == f"{doc.evidence[0].heading}:"
