@@ -165,7 +165,7 @@ def main() -> None:
         bench = BenchConfig(
             model=model, dtype=args.dtype, documents=args.documents, length=args.length, chunk_low=WHOLE_DOCUMENT,
             chunk_high=WHOLE_DOCUMENT, max_rounds=1, max_in_flight=args.max_in_flight or 2 * args.max_num_seqs,
-            max_num_seqs=args.max_num_seqs, block_size=args.block_size,
+            max_num_seqs=args.max_num_seqs, block_size=args.block_size, kv_cache_gb=1.0,
             teacher_extra={"max_model_len": args.max_model_len},
         )
         docs = niah_documents([args.length], [0.1, 0.3, 0.5, 0.7, 0.9], max(1, -(-args.documents // 5)), seed=0)
