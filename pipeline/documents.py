@@ -28,6 +28,11 @@ class Evidence:
     text: str
     heading: str = ""
 
+    def one_line(self) -> str:
+        """The text on one line, under its heading where it has one ("Title: sentence")."""
+        text = " ".join(self.text.split())
+        return f"{' '.join(self.heading.split())}: {text}" if self.heading else text
+
 
 @dataclass(frozen=True)
 class Document:

@@ -129,19 +129,19 @@ def _supporting_span(context: str, paragraphs: list[str], index: int, title: str
                      sentence_ids: Sequence[int]) -> Evidence:
     """The supporting sentences of paragraph `index` (built by _paragraph from `title` and `sentences`), first to
     last, as evidence headed by the title; the whole paragraph if no id names one of its sentences."""
+    whole = _span(context, paragraphs, index)
     ids = sorted(i for i in sentence_ids if isinstance(i, int) and 0 <= i < len(sentences))
     if not ids:
-        return _span(context, paragraphs, index)
+        return whole
     body = "".join(sentences)
     # _paragraph strips the joined sentences: offsets into the body shift by what the strip removed in front.
     shift = len(title) + 1 - (len(body) - len(body.lstrip()))
     first, last = sentences[ids[0]], sentences[ids[-1]]
     left = len("".join(sentences[: ids[0]])) + len(first) - len(first.lstrip()) + shift
     right = len("".join(sentences[: ids[-1] + 1])) - (len(last) - len(last.rstrip())) + shift
-    paragraph_start = _span(context, paragraphs, index).start
-    left, right = paragraph_start + max(left, len(title) + 1), paragraph_start + min(right, len(paragraphs[index]))
+    left, right = whole.start + max(left, len(title) + 1), whole.start + min(right, len(paragraphs[index]))
     if right <= left:
-        return _span(context, paragraphs, index)
+        return whole
     return Evidence(left, right, context[left:right], heading=title)
 
 

@@ -99,8 +99,7 @@ class EvidenceHints:
         hints = []
         for k in range(len(ends)):
             arriving = [e for e, i in zip(doc.evidence, found) if i == k]
-            quoted = " ".join(" ".join(f"{e.heading}: {e.text}".split() if e.heading else e.text.split())
-                              for e in arriving)
+            quoted = " ".join(e.one_line() for e in arriving)
             if len(quoted) > HINT_QUOTE_CHARS:
                 quoted = quoted[: HINT_QUOTE_CHARS - 1] + "…"
             part = "complete" if k == last else "evidence" if quoted else "nothing"

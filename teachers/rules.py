@@ -40,7 +40,7 @@ def clue(evidence: Evidence) -> str:
     """An evidence span as a clue: "Heading: text" where it has a heading (HotpotQA's supporting sentences under
     their paragraph's title), and a titled paragraph ("Title\nsentences") as "Title: sentences"."""
     if evidence.heading:
-        return f"{_one_line(evidence.heading)}: {_one_line(evidence.text)}"
+        return evidence.one_line()
     title, _, body = evidence.text.strip().partition("\n")
     return f"{_one_line(title)}: {_one_line(body)}" if body.strip() else _one_line(title)
 
