@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from jobs.eval_readers import load_reader, read_item, read_with_vllm, resolve_ch
 from jobs.eval_report import aggregate, write_results
 from jobs.eval_tasks import EvalConfig, EvalItem, build_items
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
-from pipeline.chunking import TokenizerCounter
+from pipeline.chunking import TokenizerCounter, summary_room_warning
 from pipeline.config import differences
 from pipeline.files import write_atomic
 
@@ -82,6 +83,10 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig) -> list[dict]:
                          "Fix: evaluate a student exported by `smooth-reading train`")
     counter = TokenizerCounter(student.tokenizer)
     chunk_tokens = resolve_chunk_tokens(student, config.chunk_tokens)
+    if student.window is not None and "emr" in config.modes:
+        room = summary_room_warning(chunk_tokens, config.max_summary_tokens, student.window)
+        if room:
+            warnings.warn(f"{model_dir}: {room}", stacklevel=2)
     items = build_items(config, counter)
     jobs = [(student, Path(model_dir), mode) for mode in config.modes]
     teacher = None

@@ -231,6 +231,21 @@ def check_chunk_size(chunk_tokens: int, window: int, force: bool = False) -> Non
         )
 
 
+
+def summary_room_warning(chunk_tokens: int, max_summary_tokens: int, window: int) -> str | None:
+    """Why a sliding-window reader may lose its state with these settings, or None.
+
+    A round's summary is written while the window must still hold the previous summary and the chunk between them:
+    chunk + 2 x summary cap above the window lets a long summary push the start of the previous one out, and over
+    many rounds the carried state decays (seen with W=512, chunks of 256 and HotpotQA summaries of ~150 tokens)."""
+    need = chunk_tokens + 2 * max_summary_tokens
+    if need <= window:
+        return None
+    return (f"chunks of {chunk_tokens} tokens and summaries of up to {max_summary_tokens} need {need} tokens of "
+            f"window (previous summary + chunk + new summary), the student has {window}: a summary longer than "
+            f"{max(0, (window - chunk_tokens) // 2)} tokens is written without the whole previous one in view. Fix: "
+            f"smaller chunks, a lower summary cap, or a student with a window of at least {need}")
+
 @dataclass(frozen=True)
 class ChunkPlan:
     """How one document is cut: the chunk size it drew and the chunk end offsets into its context."""

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from pipeline.chunking import (
     ChunkPlan, TokenizerCounter, WordEstimate, check_chunk_size, chunk_document, chunk_size_for, plan_chunks,
+    summary_room_warning,
 )
 from pipeline.documents import Document, DocumentError
 
@@ -167,6 +168,13 @@ def test_chunk_size_above_half_the_window_is_refused_unless_forced():
         check_chunk_size(8192, 4096)
     check_chunk_size(8192, 4096, force=True)
 
+
+
+def test_summary_room_names_settings_where_a_summary_outgrows_the_window():
+    # The third SmolLM2 run's evaluation: W=512, chunks of 256, summaries up to 256.
+    message = summary_room_warning(256, 256, 512)
+    assert "need 768 tokens" in message and "longer than 128 tokens" in message and "at least 768" in message
+    assert summary_room_warning(512, 256, 1024) is None  # the fourth: the window holds both summaries and the chunk
 
 def _doc(question="What is the number?", context="One two three.\n\nFour five six."):
     return Document(id="d1", question=question, context=context, answers=("3",))
