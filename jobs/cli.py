@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 # subcommand -> (module, the first line of its docstring, shown by --help without importing it).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -46,11 +48,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # Python's default SIGTERM ends the process without its exit handlers, and vLLM stops its engine-core process in
+    # one: a stopped job would leave that process running, holding a core. Exiting as on Ctrl-C runs them.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)  # the subcommand comes before its options
     args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return int(args._module.run(args) or 0)
     except (ValueError, FileNotFoundError) as e:
