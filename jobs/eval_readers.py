@@ -162,4 +162,4 @@ def vllm_reader_engine(folder: Path, reader: Reader, config: EvalConfig, parent:
     from students.reading_vllm import vllm_engine
 
     limit = {"max_model_len": reader.model.config.max_position_embeddings} if parent else {}
-    return vllm_engine(str(folder), dtype=config.dtype, **limit)
+    return vllm_engine(str(folder), dtype=config.dtype, kv_cache_gb=config.kv_cache_gb, **limit)

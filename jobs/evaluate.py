@@ -159,6 +159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="EMR reader: transformers (one document at a time) or vllm (all documents batched, "
                              f"prefix caching; sliding-window students) (default: {default.engine})")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), help=f"vLLM readers' weights (default: {default.dtype})")
+    parser.add_argument("--kv-cache-gb", type=float,
+                        help=f"each vLLM reader's KV cache in GiB (default: {default.kv_cache_gb})")
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
@@ -169,6 +171,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         "max_documents": args.max_documents, "chunk_tokens": args.chunk_tokens, "seed": args.seed,
         "max_summary_tokens": args.max_summary_tokens, "max_new_tokens": args.max_answer_tokens,
         "value_digits": args.value_digits, "engine": args.engine, "teacher": args.teacher, "dtype": args.dtype,
+        "kv_cache_gb": args.kv_cache_gb,
     }
     return EvalConfig.from_values({name: value for name, value in given.items() if value is not None}, "evaluate")
 
