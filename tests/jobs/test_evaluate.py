@@ -218,3 +218,19 @@ def test_engine_vllm_reads_every_document_batched_with_the_same_answers(exported
     assert len(predictions["vllm"]) == 4
     assert [[p[f] for f in fields] for p in predictions["vllm"]] == [
         [p[f] for f in fields] for p in predictions["transformers"]]
+
+
+def test_vllm_readers_get_the_configured_cache_and_a_parent_its_own_context(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import students.reading_vllm
+    from jobs.eval_readers import vllm_reader_engine
+
+    engines = []
+    monkeypatch.setattr(students.reading_vllm, "vllm_engine", lambda folder, **kw: engines.append(kw))
+    reader = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)))
+    config = EvalConfig(kv_cache_gb=3.0, dtype="float32")
+    vllm_reader_engine(tmp_path, reader, config, parent=True)
+    vllm_reader_engine(tmp_path, reader, config, parent=False)
+    assert engines == [{"dtype": "float32", "kv_cache_gb": 3.0, "max_model_len": 8192},
+                       {"dtype": "float32", "kv_cache_gb": 3.0}]  # a student reads past any parent's context
