@@ -50,7 +50,7 @@ def scaled_down(parent: str) -> DemoConfig:
     config.train.data.seq_len = 1024
     config.evaluate = config.evaluate.model_copy(update=dict(
         teacher=parent, lengths=[256, 1024], hotpotqa_lengths=[256], depths=[0.5], n_per_cell=1, n_per_length=2,
-        chunk_tokens=128, max_summary_tokens=6, max_new_tokens=4))
+        chunk_tokens=128, max_summary_tokens=6, max_new_tokens=4, kv_cache_gb=1.0))
     return config
 
 
