@@ -16,6 +16,7 @@ from jobs.eval_tasks import EvalConfig, EvalItem, score_item
 from pipeline.chat import chat_prompt
 from pipeline.chunking import check_chunk_size, chunk_document
 from pipeline.documents import chunk_texts, question_text
+from pipeline.precision import resolve_dtype
 from pipeline.stream import SPECIAL_TOKENS
 from students.reading import one_round_read, smooth_read
 from students.swa import window_of
@@ -162,4 +163,4 @@ def vllm_reader_engine(folder: Path, reader: Reader, config: EvalConfig, parent:
     from students.reading_vllm import vllm_engine
 
     limit = {"max_model_len": reader.model.config.max_position_embeddings} if parent else {}
-    return vllm_engine(str(folder), dtype=config.dtype, kv_cache_gb=config.kv_cache_gb, **limit)
+    return vllm_engine(str(folder), dtype=resolve_dtype(config.dtype), kv_cache_gb=config.kv_cache_gb, **limit)

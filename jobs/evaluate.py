@@ -158,7 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("transformers", "vllm"),
                         help="EMR reader: transformers (one document at a time) or vllm (all documents batched, "
                              f"prefix caching; sliding-window students) (default: {default.engine})")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help=f"vLLM readers' weights (default: {default.dtype})")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"),
+                        help=f"vLLM readers' weights; auto: bfloat16 where the hardware has it natively (default: {default.dtype})")
     parser.add_argument("--kv-cache-gb", type=float,
                         help=f"each vLLM reader's KV cache in GiB (default: {default.kv_cache_gb})")
 

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from pipeline.config import Config
+from pipeline.precision import native_bf16
 
 
 class StudentConfig(Config):
@@ -49,7 +50,7 @@ class OptimConfig(Config):
 
 class DeepSpeedConfig(Config):
     zero_stage: Literal[0, 1, 2, 3] = 1
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the accelerator has it, else fp32
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
     activation_checkpointing: bool = False
     gradient_accumulation: int = 1  # micro-batches (packed rows) per rank per optimizer step
 
@@ -70,10 +71,8 @@ class TrainConfig(Config):
 
 
 def use_bf16(precision: str) -> bool:
-    import torch
-
     if precision == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return native_bf16()
     return precision == "bf16"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from pipeline.chat import ChatTokens
+from pipeline.precision import resolve_dtype
 from pipeline.stream import END, READ, STOP
 from teachers.base import Completion, FixedParts, LLMTeacher, LLMTeacherConfig, RequestRejected, TeacherUnavailable
 from teachers.templates import ReplyKind, answer_regex, summary_regex
@@ -23,7 +24,7 @@ GIB = 1 << 30
 
 class VLLMTeacherConfig(LLMTeacherConfig):
     model: str  # a Hugging Face folder (or Hub name where the Hub can be reached)
-    dtype: str = "bfloat16"
+    dtype: str = "bfloat16"  # auto: bfloat16 where the hardware has it natively, else float32 (pipeline.precision)
     max_model_len: int = 8192
     max_num_seqs: int = 64  # documents' rounds decoded together
     kv_cache_gb: float = 4.0  # KV cache size; on CPU the RAM reserved for it
@@ -83,7 +84,7 @@ class VLLMTeacher(LLMTeacher):
         from vllm.v1.engine.async_llm import AsyncLLM
 
         args = AsyncEngineArgs(
-            model=self.config.model, dtype=self.config.dtype, max_model_len=self.config.max_model_len,
+            model=self.config.model, dtype=resolve_dtype(self.config.dtype), max_model_len=self.config.max_model_len,
             max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=int(self.config.kv_cache_gb * GIB),
             enable_prefix_caching=True, seed=self.config.seed, enforce_eager=self.config.enforce_eager,
             block_size=self.config.block_size,

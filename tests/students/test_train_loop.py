@@ -8,6 +8,7 @@ import pytest
 import torch
 from test_data import hotpot_trajectories
 
+from pipeline.precision import native_bf16
 from students.checkpoint import checkpoint_tag, latest_train_state, prune_checkpoints
 from students.data import TokenizedCorpus, tokenizer_hash
 from students.run_dir import RunDir, RunSpec
@@ -40,7 +41,7 @@ def test_deepspeed_json_follows_the_config():
     assert ds["zero_optimization"] == {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True}
     assert ds["gradient_clipping"] == 0.5 and ds["bf16"] == {"enabled": False}
     auto = deepspeed_config(TrainConfig(), world_size=1)
-    assert auto["bf16"]["enabled"] == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    assert auto["bf16"]["enabled"] == native_bf16()
 
 
 def test_config_mistakes_name_the_key():
@@ -74,7 +75,7 @@ def _config(kind: str, **engine) -> dict:
         "student": {"kind": kind, "window": 64, "hidden_size": 32, "intermediate_size": 64},
         "data": {"seq_len": 1536},
         "optim": {"warmup_steps": 1},
-        "engine": {"zero_stage": 1, **engine},
+        "engine": {"zero_stage": 1, "precision": "fp32", **engine},
         "checkpoint": {"every": 2, "keep_last": 2},
     }).to_dict()
 
@@ -110,6 +111,7 @@ def test_training_lowers_the_loss(tmp_path, stream_tokenizer):
         "student": {"window": 64, "hidden_size": 32, "intermediate_size": 64},
         "data": {"seq_len": 1536},
         "optim": {"lr": 3e-3, "warmup_steps": 3},
+        "engine": {"precision": "fp32"},
         "checkpoint": {"every": 100, "keep_last": 1},
     })
     assert run_training(RunSpec(str(run), config.to_dict(), "hotpot", "manifest-hash")) == 0
