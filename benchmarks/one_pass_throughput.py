@@ -49,6 +49,7 @@ from benchmarks.generate_throughput import (
     recording_teacher,
     teacher_config,
 )
+from pipeline.precision import resolve_dtype
 
 WHOLE_DOCUMENT = 10**6  # chunk size in tokens: larger than any document, so each document is one chunk
 
@@ -56,7 +57,7 @@ WHOLE_DOCUMENT = 10**6  # chunk size in tokens: larger than any document, so eac
 def engine_settings(config: dict) -> dict:
     """The vLLM engine arguments both sides use (those of teachers/vllm_engine.py)."""
     return {
-        "dtype": config["dtype"], "max_model_len": config["max_model_len"], "max_num_seqs": config["max_num_seqs"],
+        "dtype": resolve_dtype(config["dtype"]), "max_model_len": config["max_model_len"], "max_num_seqs": config["max_num_seqs"],
         "kv_cache_memory_bytes": int(config["kv_cache_gb"] * (1 << 30)), "enable_prefix_caching": True,
         "enforce_eager": config["enforce_eager"], "seed": 0, "block_size": config["block_size"],
         "disable_log_stats": False,
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--max-num-seqs", type=int, default=32)
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--block-size", type=int, default=32, help="KV cache block size in tokens")
+    parser.add_argument("--kv-cache-gb", type=float, default=1.0, help="KV cache per engine (both engines)")
     parser.add_argument("--max-in-flight", type=int, default=0, help="ours: documents at once; 0: 2 x max-num-seqs")
     parser.add_argument("--ray-batch-size", type=int, default=0, help="Ray Data LLM batch_size; 0: max-num-seqs")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results")
@@ -165,7 +167,7 @@ def main() -> None:
         bench = BenchConfig(
             model=model, dtype=args.dtype, documents=args.documents, length=args.length, chunk_low=WHOLE_DOCUMENT,
             chunk_high=WHOLE_DOCUMENT, max_rounds=1, max_in_flight=args.max_in_flight or 2 * args.max_num_seqs,
-            max_num_seqs=args.max_num_seqs, block_size=args.block_size, kv_cache_gb=1.0,
+            max_num_seqs=args.max_num_seqs, block_size=args.block_size, kv_cache_gb=args.kv_cache_gb,
             teacher_extra={"max_model_len": args.max_model_len},
         )
         docs = niah_documents([args.length], [0.1, 0.3, 0.5, 0.7, 0.9], max(1, -(-args.documents // 5)), seed=0)
