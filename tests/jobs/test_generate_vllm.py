@@ -8,7 +8,6 @@ because a random model's answers are wrong by construction.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -26,7 +25,6 @@ pytestmark = pytest.mark.slow
 def ray_cluster():
     import ray
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # read by the engine in the actor's process
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

@@ -4,7 +4,6 @@ caching, the same greedy streams and answers as the transformers reader."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -49,7 +48,6 @@ def test_vllm_reader_writes_the_transformers_readers_streams_with_prefix_caching
     from students.reading_vllm import smooth_read_batch, vllm_engine
 
     folder, student = student_dir
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     llm = vllm_engine(str(folder), dtype="float32", max_model_len=4096, kv_cache_gb=0.25)
     docs = documents()
     batched = smooth_read_batch(llm, stream_tokenizer, docs, max_summary_tokens=10, max_answer_tokens=6)

@@ -7,7 +7,6 @@ under test together with the engine. One engine serves the whole module (init ta
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
@@ -24,7 +23,6 @@ PARAGRAPH = "Paris is the capital of France. Lyon lies on the Rhone and the Saon
 
 @pytest.fixture(scope="module")
 def engine_teacher(tiny_llama_dir, stream_tokenizer):
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     teacher = build_teacher({
         "backend": "vllm", "model": str(tiny_llama_dir), "dtype": "float32", "max_model_len": 2048,
         "max_num_seqs": 8, "kv_cache_gb": 1, "enforce_eager": True, "prompt_mode": "stream",

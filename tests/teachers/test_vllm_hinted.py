@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 
 import pytest
 
@@ -17,7 +16,6 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_engine_writes_the_fixed_parts_and_stops_at_the_evidence(tiny_llama_dir):
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     teacher = build_teacher({
         "backend": "vllm", "model": str(tiny_llama_dir), "dtype": "float32", "max_model_len": 2048,
         "max_num_seqs": 4, "kv_cache_gb": 1, "enforce_eager": True, "prompt_mode": "summary",
