@@ -79,8 +79,11 @@ def read_item(reader: Reader, item: EvalItem, mode: str, chunk_tokens: int, coun
             result = smooth_read(reader.model, reader.tokenizer, question, chunks, config.max_summary_tokens,
                                  config.max_new_tokens)
         prediction = result.answer
+        # The last summary is what the student carried to its answer: whether it still holds the evidence tells a
+        # reading failure (evidence never recorded, or lost on the way) from an answering one.
         extra = {"chunks": len(chunks), "chunks_read": result.chunks_read, "stopped_early": result.stopped_early,
-                 "parsed_rounds": result.parsed_rounds, "tokens_generated": result.tokens_generated}
+                 "parsed_rounds": result.parsed_rounds, "tokens_generated": result.tokens_generated,
+                 "final_summary": result.rounds[-1].summary_text if result.rounds else ""}
     elif mode == "one-round":
         if batched is None:
             result = one_round_read(reader.model, reader.tokenizer, question, item.doc.context,

@@ -211,7 +211,8 @@ def test_engine_vllm_reads_every_document_batched_with_the_same_answers(exported
                      "--lengths", "256", "--depths", "0.25", "0.75", "--n", "2", "--modes", "emr", "--engine", engine,
                      "--max-summary-tokens", "6", "--max-answer-tokens", "4"]) == 0
         predictions[engine] = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    fields = ("document_id", "prediction", "chunks", "chunks_read", "stopped_early", "parsed_rounds", "tokens_generated")
+    fields = ("document_id", "prediction", "chunks", "chunks_read", "stopped_early", "parsed_rounds", "tokens_generated",
+              "final_summary")
     assert len(predictions["vllm"]) == 4
     assert [[p[f] for f in fields] for p in predictions["vllm"]] == [
         [p[f] for f in fields] for p in predictions["transformers"]]
