@@ -8,14 +8,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pipeline.metrics import interval95
+from pipeline.metrics import interval95, paired_difference95
 
 MODES: tuple[str, ...] = ("emr", "one-round", "teacher")
 MODE_TITLES: dict[str, str] = {"emr": "EMR (Smooth Reading)", "one-round": "one-round", "teacher": "teacher one-round"}
 
 
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-document records -> one row per (task, mode, length): mean score in percent, its 95% interval, the count."""
+    """Per-document records -> one row per (task, mode, length): mean score in percent, its 95% interval, the count;
+    for a student's row, `minus_teacher`: its score minus the teacher's on the documents both read, paired."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[(r["task"], r["mode"], r["length"])].append(r)
@@ -30,23 +31,34 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "ci95": [round(100.0 * low, 1), round(100.0 * high, 1)],
             "seconds_per_document": round(sum(r["seconds"] for r in group) / len(group), 3),
         })
+        teacher = {} if mode == "teacher" else {
+            r["document_id"]: r["score"] for r in groups.get((task, "teacher", length), [])}
+        paired = [(r["score"], teacher[r["document_id"]]) for r in group if teacher and r["document_id"] in teacher]
+        if paired:
+            difference, low, high = paired_difference95([p[0] for p in paired], [p[1] for p in paired])
+            rows[-1]["minus_teacher"] = {"score": round(100.0 * difference, 2), "n": len(paired),
+                                         "ci95": [round(100.0 * low, 1), round(100.0 * high, 1)]}
     return rows
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """One line per (task, length), one column per mode, with each cell `score [95% interval] (n)`."""
+    """One line per (task, length), one column per mode, with each cell `score [95% interval] (n)`; where the
+    teacher read the same documents, a last column with EMR minus teacher, paired by document."""
     modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
     cells: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in rows:
         cells[(r["task"], r["length"])][r["mode"]] = r
     windows = sorted({r["window"] for r in rows if r["mode"] != "teacher" and r["window"]})
-    lines = [
-        "| task | length (tokens) | length / window | " + " | ".join(MODE_TITLES[m] for m in modes) + " |",
-        "|---|---:|---:|" + "---:|" * len(modes),
-    ]
+    paired = any("minus_teacher" in r for r in rows if r["mode"] == "emr")
+    titles = [MODE_TITLES[m] for m in modes] + (["EMR - teacher, paired"] if paired else [])
+    lines = ["| task | length (tokens) | length / window | " + " | ".join(titles) + " |",
+             "|---|---:|---:|" + "---:|" * len(titles)]
     for (task, length), by_mode in sorted(cells.items()):
         ratio = f"{length / windows[0]:g}x" if len(windows) == 1 else ""
         values = [_cell(by_mode[m]) if m in by_mode else "" for m in modes]
+        if paired:
+            difference = by_mode.get("emr", {}).get("minus_teacher")
+            values.append(_cell(difference, signed=True) if difference else "")
         lines.append(f"| {task} | {length} | {ratio} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -65,9 +77,10 @@ def cost_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cell(row: dict[str, Any]) -> str:
+def _cell(row: dict[str, Any], signed: bool = False) -> str:
     low, high = row["ci95"]
-    return f"{row['score']:.1f} [{low:.1f}, {high:.1f}] ({row['n']})"
+    f = "+.1f" if signed else ".1f"
+    return f"{row['score']:{f}} [{low:{f}}, {high:{f}}] ({row['n']})"
 
 
 def write_results(rows: list[dict[str, Any]], output: Path, header: str) -> None:
@@ -76,7 +89,8 @@ def write_results(rows: list[dict[str, Any]], output: Path, header: str) -> None
     (output / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     (output / "results.md").write_text(
         f"{header}\n\nScores in percent, their 95% interval in square brackets (Wilson for right/wrong scores, "
-        "bootstrap for graded ones), documents in round brackets; metric per task: "
+        "bootstrap for graded ones; for EMR - teacher, a bootstrap of the per-document differences), documents in "
+        "round brackets; metric per task: "
         + ", ".join(sorted({f"{r['task']}: {r['metric']}" for r in rows})) + ".\n\n" + markdown_table(rows)
         + "\nWall seconds per document (a batched reader's time shared by the documents it read together):\n\n"
         + cost_table(rows)

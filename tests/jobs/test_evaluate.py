@@ -111,6 +111,21 @@ def test_aggregate_gives_percent_per_task_mode_length():
     assert length_bucket(1500) == 2048 and length_bucket(10) == 1024
 
 
+def test_a_student_row_carries_its_difference_from_the_teacher_paired_by_document():
+    base = {"task": "hotpotqa", "length": 2048, "metric": "answer", "model": "m", "seconds": 1.0}
+    student = {**base, "mode": "emr", "window": 512, "chunk_tokens": 256}
+    teacher = {**base, "mode": "teacher", "window": None, "chunk_tokens": None}
+    records = [{**student, "document_id": d, "score": s} for d, s in (("a", 0.5), ("b", 1.0), ("c", 0.25))]
+    # The teacher read the same documents in another order, and one the student did not read.
+    read_by_teacher = (("c", 0.0), ("z", 1.0), ("a", 0.25), ("b", 0.75))
+    records += [{**teacher, "document_id": d, "score": s} for d, s in read_by_teacher]
+    rows = {r["mode"]: r for r in aggregate(records)}
+    assert rows["emr"]["minus_teacher"] == {"score": 25.0, "n": 3, "ci95": [25.0, 25.0]}  # +0.25 on each of a, b, c
+    assert "minus_teacher" not in rows["teacher"]
+    table = markdown_table(list(rows.values()))
+    assert "EMR - teacher, paired" in table and "| +25.0 [+25.0, +25.0] (3) |" in table
+
+
 def test_evaluate_reads_in_both_modes_and_writes_the_report(exported_student, longbench_files, tmp_path):
     qa, _, _ = longbench_files
     config = EvalConfig(tasks=["niah", f"longbench:{qa}"], lengths=[128, 256], depths=[0.5], n_per_cell=2,

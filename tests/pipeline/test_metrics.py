@@ -73,3 +73,18 @@ def test_interval95_is_wilson_for_right_or_wrong_scores_and_a_fixed_bootstrap_fo
     graded = [0.2, 0.5, 0.7, 1.0, 0.9, 0.4]
     low, high = interval95(graded)
     assert low < sum(graded) / len(graded) < high and interval95(graded) == (low, high)
+
+
+def test_paired_difference_sees_a_steady_lead_that_separate_intervals_hide():
+    from pipeline.metrics import interval95, paired_difference95
+
+    # Documents of very different difficulty; the student is 0.1 ahead of the parent on every one.
+    parent = [0.0, 0.05, 0.2, 0.3, 0.5, 0.6, 0.8, 0.85]
+    student = [p + 0.1 for p in parent]
+    assert interval95(student)[0] < sum(parent) / len(parent)  # apart, the intervals overlap: no lead shown
+    mean, low, high = paired_difference95(student, parent)
+    assert abs(mean - 0.1) < 1e-9 and abs(low - 0.1) < 1e-9 and abs(high - 0.1) < 1e-9
+    mean, low, high = paired_difference95([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0])  # wins and losses even out
+    assert mean == 0.0 and low < 0.0 < high
+    with pytest.raises(ValueError, match="same documents"):
+        paired_difference95([1.0, 0.0], [1.0])
