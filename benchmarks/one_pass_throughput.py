@@ -60,7 +60,7 @@ def engine_settings(config: dict) -> dict:
         "dtype": resolve_dtype(config["dtype"]), "max_model_len": config["max_model_len"], "max_num_seqs": config["max_num_seqs"],
         "kv_cache_memory_bytes": kv_cache_bytes(config["kv_cache_gb"]), "enable_prefix_caching": True,
         "enforce_eager": config["enforce_eager"], "seed": 0, "block_size": config["block_size"],
-        "disable_log_stats": False,
+        "disable_log_stats": True,
     }
 
 

@@ -87,6 +87,10 @@ class VLLMTeacher(LLMTeacher):
             max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=kv_cache_bytes(self.config.kv_cache_gb),
             enable_prefix_caching=True, seed=self.config.seed, enforce_eager=self.config.enforce_eager,
             block_size=self.config.block_size,
+            # AsyncLLM keeps per-step statistics by default (LLM does not): the engine core builds scheduler stats
+            # every step and this process files them into Prometheus metrics, on the cores the engine runs on. The
+            # prefix-cache figures come from finished requests instead (`prefix_cache_stats`).
+            disable_log_stats=True,
         )
         self._engine = AsyncLLM.from_engine_args(args)
         self._loop = loop
@@ -149,6 +153,11 @@ class VLLMTeacher(LLMTeacher):
         """Prompt tokens asked for and served from the prefix cache over this teacher's requests, and the hit rate."""
         c = self.prefix_cache
         return {**c, "hit_rate": c["hits"] / c["queries"] if c["queries"] else 0.0}
+
+    async def reset_prefix_cache(self) -> None:
+        """Empty the engine's prefix cache (between timed passes over the same documents, which would hit it)."""
+        if self._engine is not None and not await self._engine.reset_prefix_cache():
+            raise RuntimeError("vLLM did not reset its prefix cache: requests were still running")
 
     async def close(self) -> None:
         if self._engine is not None:
