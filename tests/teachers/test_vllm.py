@@ -67,3 +67,19 @@ def test_a_prompt_past_max_model_len_rejects_only_its_document(engine_teacher):
     long_doc, long_plan = document_of_chunks("doc-long", [PARAGRAPH * 40, PARAGRAPH])
     with pytest.raises(TeacherError, match=r"doc-long'?, round 0: the vllm backend rejected the request: .*max_model_len"):
         loop.run_until_complete(teacher.read(long_doc, long_plan, max_rounds=3))
+
+
+def test_reset_prefix_cache_makes_a_second_read_compute_its_first_round_again(engine_teacher):
+    # The throughput benchmark times several passes over the same documents on one engine: each pass must pay the
+    # prefill the first did, not read the previous pass's blocks back.
+    teacher, loop = engine_teacher
+    doc, plan = document_of_chunks("doc-again", [PARAGRAPH] * 2, question="Which river runs through Lyon, again?")
+
+    def first_round_cached() -> int:
+        return loop.run_until_complete(teacher.read(doc, plan, max_rounds=2)).metadata["teacher_usage"]["cached_tokens"][0]
+
+    loop.run_until_complete(teacher.reset_prefix_cache())
+    cold = first_round_cached()
+    assert first_round_cached() > cold, "the same first prompt again is served from the cache"
+    loop.run_until_complete(teacher.reset_prefix_cache())
+    assert first_round_cached() == cold
