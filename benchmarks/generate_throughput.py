@@ -194,7 +194,8 @@ def run_raw(requests: list[Request], config: dict, bench: BenchConfig, passes: i
     params_of = build_teacher(config)  # the teacher's own SamplingParams (stop strings, structured output)
     llm = LLM(
         model=config["model"], dtype=resolve_dtype(config["dtype"]), max_model_len=config["max_model_len"],
-        max_num_seqs=config["max_num_seqs"], kv_cache_memory_bytes=kv_cache_bytes(config["kv_cache_gb"]),
+        max_num_seqs=config["max_num_seqs"], max_num_batched_tokens=config.get("max_num_batched_tokens"),
+        kv_cache_memory_bytes=kv_cache_bytes(config["kv_cache_gb"]),
         enable_prefix_caching=True, enforce_eager=config["enforce_eager"], seed=0, block_size=config["block_size"],
     )
     llm.generate([{"prompt_token_ids": requests[0].prompt_ids}], params_of.sampling_params(4, "round"),

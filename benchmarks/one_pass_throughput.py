@@ -58,9 +58,14 @@ def engine_settings(config: dict) -> dict:
     """The vLLM engine arguments both sides use (those of teachers/vllm_engine.py)."""
     return {
         "dtype": resolve_dtype(config["dtype"]), "max_model_len": config["max_model_len"], "max_num_seqs": config["max_num_seqs"],
+        # Set on both sides: left out, each engine takes the default of its usage context (ours vLLM's offline one,
+        # Ray Data LLM's engine the server one, 2,048 on CPU).
+        "max_num_batched_tokens": config["max_num_batched_tokens"],
         "kv_cache_memory_bytes": kv_cache_bytes(config["kv_cache_gb"]), "enable_prefix_caching": True,
         "enforce_eager": config["enforce_eager"], "seed": 0, "block_size": config["block_size"],
-        "disable_log_stats": True,
+        # Ray Data LLM's rows carry a request's arrival time only with statistics on; ours runs without them
+        # (teachers/vllm_engine.py), which the Ray side's timing from its first arrival does not see.
+        "disable_log_stats": False,
     }
 
 
@@ -78,7 +83,7 @@ def sampling_dict(teacher, request) -> dict:
 
 def run_ours(bench: BenchConfig, config: dict, docs, work: Path):
     teacher, requests = recording_teacher(config)
-    result = asyncio.run(_pipeline_and_close(teacher, requests, docs, bench, work / "corpus"))
+    [result] = asyncio.run(_pipeline_and_close(teacher, requests, docs, bench, work / "corpus", 1))
     if any(r.kind not in ("final", "answer") for r in requests):
         raise RuntimeError("a document was read in more than one round: not one-pass")
     generated = sum(r.completion_tokens for r in requests)
@@ -152,6 +157,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=1200, help="document length in tokens (NIAH haystacks)")
     parser.add_argument("--max-num-seqs", type=int, default=32)
     parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--max-num-batched-tokens", type=int, default=4096, help="vLLM's offline default on CPU")
     parser.add_argument("--block-size", type=int, default=32, help="KV cache block size in tokens")
     parser.add_argument("--kv-cache-gb", type=float, default=1.0, help="KV cache per engine (both engines)")
     parser.add_argument("--max-in-flight", type=int, default=0, help="ours: documents at once; 0: 2 x max-num-seqs")
@@ -168,7 +174,7 @@ def main() -> None:
             model=model, dtype=args.dtype, documents=args.documents, length=args.length, chunk_low=WHOLE_DOCUMENT,
             chunk_high=WHOLE_DOCUMENT, max_rounds=1, max_in_flight=args.max_in_flight or 2 * args.max_num_seqs,
             max_num_seqs=args.max_num_seqs, block_size=args.block_size, kv_cache_gb=args.kv_cache_gb,
-            teacher_extra={"max_model_len": args.max_model_len},
+            teacher_extra={"max_model_len": args.max_model_len, "max_num_batched_tokens": args.max_num_batched_tokens},
         )
         docs = niah_documents([args.length], [0.1, 0.3, 0.5, 0.7, 0.9], max(1, -(-args.documents // 5)), seed=0)
         config = teacher_config(bench, "summary")

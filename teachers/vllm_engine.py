@@ -26,6 +26,10 @@ class VLLMTeacherConfig(LLMTeacherConfig):
     dtype: str = "bfloat16"  # auto: bfloat16 where the hardware has it natively, else float32 (pipeline.precision)
     max_model_len: int = 8192
     max_num_seqs: int = 64  # documents' rounds decoded together
+    # Tokens one engine step takes, prefill chunks and decodes together. None: vLLM's offline default for the
+    # hardware, the one `LLM` takes (4,096 on CPU, 8,192-16,384 on GPUs), not its server default (2,048): the job is
+    # batch work, and a step with more prefill in it reads the weights once for more tokens.
+    max_num_batched_tokens: int | None = None
     kv_cache_gb: float = 4.0  # KV cache size; on CPU the RAM reserved for it
     sampling: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0.0})  # vllm.SamplingParams fields
     structured_output: bool = False  # constrain decoding to the summary format, so small teachers always parse
@@ -80,11 +84,13 @@ class VLLMTeacher(LLMTeacher):
                 )
             return self._engine
         from vllm import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         args = AsyncEngineArgs(
             model=self.config.model, dtype=resolve_dtype(self.config.dtype), max_model_len=self.config.max_model_len,
-            max_num_seqs=self.config.max_num_seqs, kv_cache_memory_bytes=kv_cache_bytes(self.config.kv_cache_gb),
+            max_num_seqs=self.config.max_num_seqs, max_num_batched_tokens=self.config.max_num_batched_tokens,
+            kv_cache_memory_bytes=kv_cache_bytes(self.config.kv_cache_gb),
             enable_prefix_caching=True, seed=self.config.seed, enforce_eager=self.config.enforce_eager,
             block_size=self.config.block_size,
             # AsyncLLM keeps per-step statistics by default (LLM does not): the engine core builds scheduler stats
@@ -92,7 +98,7 @@ class VLLMTeacher(LLMTeacher):
             # prefix-cache figures come from finished requests instead (`prefix_cache_stats`).
             disable_log_stats=True,
         )
-        self._engine = AsyncLLM.from_engine_args(args)
+        self._engine = AsyncLLM.from_engine_args(args, usage_context=UsageContext.LLM_CLASS)  # offline defaults
         self._loop = loop
         return self._engine
 

@@ -83,3 +83,24 @@ def test_reset_prefix_cache_makes_a_second_read_compute_its_first_round_again(en
     assert first_round_cached() > cold, "the same first prompt again is served from the cache"
     loop.run_until_complete(teacher.reset_prefix_cache())
     assert first_round_cached() == cold
+
+
+def test_the_engine_takes_vllms_offline_scheduler_budget(engine_teacher):
+    # AsyncLLM's own default step budget is the server one (2,048 tokens on CPU, against LLM's 4,096): the generate
+    # job is batch work, and the throughput benchmark compares it with LLM.generate on equal engine settings.
+    from vllm import EngineArgs
+    from vllm.usage.usage_lib import UsageContext
+
+    teacher, loop = engine_teacher
+
+    async def started():
+        return teacher._start()
+
+    engine = loop.run_until_complete(started())
+    offline = EngineArgs(model=teacher.config.model, max_model_len=teacher.config.max_model_len,
+                         max_num_seqs=teacher.config.max_num_seqs).create_engine_config(UsageContext.LLM_CLASS)
+    budget = engine.vllm_config.scheduler_config.max_num_batched_tokens
+    assert budget == offline.scheduler_config.max_num_batched_tokens
+    server = EngineArgs(model=teacher.config.model, max_model_len=teacher.config.max_model_len,
+                        max_num_seqs=teacher.config.max_num_seqs).create_engine_config(UsageContext.ENGINE_CONTEXT)
+    assert budget > server.scheduler_config.max_num_batched_tokens, "on this hardware the two defaults differ"
