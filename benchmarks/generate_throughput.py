@@ -8,11 +8,13 @@ For each prompt mode (summary, stream) this one run does, on one model with one 
 2. raw: vLLM's offline `LLM.generate` on exactly those recorded requests, all submitted at once (the upper bound:
    no round waits for the previous one), with the same engine settings.
 
-(a) ratio = pipeline generated tokens/s / raw generated tokens/s (goal >= 0.95), each the median of `--passes`
-timed passes over the same documents on one engine, its prefix cache emptied before each pass: a pass with the tiny
-model lasts seconds, so single passes here move by a tenth or more, and an engine start per pass would cost more
-than the passes. Both engines are warmed up first; times run from the first request to the last result (the
-pipeline's includes filtering and writing, reported apart).
+(a) ratio = pipeline generated tokens/s / raw generated tokens/s (goal >= 0.95), over `--passes` pairs of timed
+passes on the same documents, one pass on each side's engine, each from an empty prefix cache. Both engines stay up
+and their passes alternate (P R, R P, P R, ...), so the two passes of a pair run back to back: this machine's speed
+drifts over minutes and a tiny-model pass lasts seconds, so two blocks of passes one after the other measured the
+drift as much as the engines. The ratio is the geometric mean of the pairs' ratios with a 95% bootstrap interval over
+the pairs (`pipeline.metrics.paired_difference95` on log tokens/s). Both engines are warmed up first; times run from
+the first request to the last result (the pipeline's includes filtering and writing, reported apart).
 (b) engine slots filled: over the pipeline's run, the time-weighted mean of min(requests in the engine, max_num_seqs)
 / max_num_seqs, and the share of time with fewer requests than slots. Raw submits everything at once, so its slots
 stay full until its last max_num_seqs requests drain: what the pipeline loses here is dependency between rounds (a
@@ -34,12 +36,15 @@ import argparse
 import asyncio
 import contextvars
 import json
+import math
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipeline.metrics import paired_difference95
 
 REPO = Path(__file__).resolve().parents[1]
 # The package is installed; the repository root is added only for tests.tiny_models (the tiny teacher), which is a
@@ -130,10 +135,10 @@ def recording_teacher(config: dict):
     return teacher, requests
 
 
-async def run_pipeline(teacher, requests: list[Request], docs, bench: BenchConfig, output: Path,
-                       passes: int) -> list[dict]:
-    """The generate job's stages, `passes` times on one engine: plan, teach (max_in_flight documents at once), filter,
-    write. `requests` ends holding the first pass's requests (every pass makes the same ones: greedy decoding)."""
+async def pipeline_passes(teacher, requests: list[Request], docs, bench: BenchConfig, output: Path):
+    """The generate job's stages on one engine (plan, then a warm-up request); returns `one_pass(i)`, which runs
+    them once over every document (teach max_in_flight at once, filter, write) from an empty prefix cache, timed.
+    Each pass leaves its own requests in `requests`."""
     from jobs.generate import filter_trajectories, plan
     from jobs.generate_config import ChunkingConfig, FilterConfig
     from jobs.teacher_pool import Progress
@@ -158,8 +163,7 @@ async def run_pipeline(teacher, requests: list[Request], docs, bench: BenchConfi
                 print(f"left out: {e}"[:300])
                 return None
 
-    runs, first_requests = [], None
-    for i in range(passes):
+    async def one_pass(i: int) -> dict:
         await teacher.reset_prefix_cache()
         requests.clear()
         progress = Progress("bench", len(planned), 1e9)
@@ -173,45 +177,59 @@ async def run_pipeline(teacher, requests: list[Request], docs, bench: BenchConfi
                 else:
                     writer.reject(item)
         end = time.perf_counter()
-        runs.append({"seconds": end - start, "filter_write_s": end - read_end, "documents": len(planned),
-                     "written": progress.done, "generated_tokens": sum(r.completion_tokens for r in requests),
-                     "requests": len(requests), "slots": slots_filled(requests, bench.max_num_seqs, start, end),
-                     "stream_prefill": stream_prefill(requests)})
+        return {"seconds": end - start, "filter_write_s": end - read_end, "documents": len(planned),
+                "written": progress.done, "generated_tokens": sum(r.completion_tokens for r in requests),
+                "requests": len(requests), "slots": slots_filled(requests, bench.max_num_seqs, start, end),
+                "stream_prefill": stream_prefill(requests)}
+
+    return one_pass
+
+
+async def run_pipeline(teacher, requests: list[Request], docs, bench: BenchConfig, output: Path,
+                       passes: int) -> list[dict]:
+    """`passes` timed passes of the generate job's stages on one engine; `requests` ends holding the first pass's."""
+    one_pass = await pipeline_passes(teacher, requests, docs, bench, output)
+    runs, first_requests = [], None
+    for i in range(passes):
+        runs.append(await one_pass(i))
         first_requests = first_requests or list(requests)
     requests[:] = first_requests
     return runs
 
 
-def run_raw(requests: list[Request], config: dict, bench: BenchConfig, passes: int) -> list[dict]:
-    """vLLM's offline LLM.generate on the recorded requests, all at once, `passes` times on one engine with the same
-    engine settings."""
-    from vllm import LLM
+class RawEngine:
+    """vLLM's offline `LLM` with the teacher's engine settings, for `LLM.generate` on recorded requests, all at once."""
 
-    from pipeline.kv_cache import kv_cache_bytes
-    from pipeline.precision import resolve_dtype
-    from teachers import build_teacher
+    def __init__(self, requests: list[Request], config: dict):
+        from vllm import LLM
 
-    params_of = build_teacher(config)  # the teacher's own SamplingParams (stop strings, structured output)
-    llm = LLM(
-        model=config["model"], dtype=resolve_dtype(config["dtype"]), max_model_len=config["max_model_len"],
-        max_num_seqs=config["max_num_seqs"], max_num_batched_tokens=config.get("max_num_batched_tokens"),
-        kv_cache_memory_bytes=kv_cache_bytes(config["kv_cache_gb"]),
-        enable_prefix_caching=True, enforce_eager=config["enforce_eager"], seed=0, block_size=config["block_size"],
-    )
-    llm.generate([{"prompt_token_ids": requests[0].prompt_ids}], params_of.sampling_params(4, "round"),
-                 use_tqdm=False)
-    prompts = [{"prompt_token_ids": r.prompt_ids} for r in requests]
-    params = [params_of.sampling_params(r.max_tokens, r.kind) for r in requests]
-    runs = []
-    for _ in range(passes):
-        if not llm.reset_prefix_cache():
+        from pipeline.kv_cache import kv_cache_bytes
+        from pipeline.precision import resolve_dtype
+        from teachers import build_teacher
+
+        params_of = build_teacher(config)  # the teacher's own SamplingParams (stop strings, structured output)
+        self.llm = LLM(
+            model=config["model"], dtype=resolve_dtype(config["dtype"]), max_model_len=config["max_model_len"],
+            max_num_seqs=config["max_num_seqs"], max_num_batched_tokens=config.get("max_num_batched_tokens"),
+            kv_cache_memory_bytes=kv_cache_bytes(config["kv_cache_gb"]),
+            enable_prefix_caching=True, enforce_eager=config["enforce_eager"], seed=0, block_size=config["block_size"],
+        )
+        self.llm.generate([{"prompt_token_ids": requests[0].prompt_ids}], params_of.sampling_params(4, "round"),
+                          use_tqdm=False)
+        self.prompts = [{"prompt_token_ids": r.prompt_ids} for r in requests]
+        self.params = [params_of.sampling_params(r.max_tokens, r.kind) for r in requests]
+
+    def one_pass(self) -> dict:
+        if not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM did not reset its prefix cache between raw passes")
         start = time.perf_counter()
-        outputs = llm.generate(prompts, params, use_tqdm=False)
+        outputs = self.llm.generate(self.prompts, self.params, use_tqdm=False)
         elapsed = time.perf_counter() - start
-        runs.append({"seconds": elapsed, "generated_tokens": sum(len(o.outputs[0].token_ids) for o in outputs)})
-    del llm
-    return runs
+        return {"seconds": elapsed, "generated_tokens": sum(len(o.outputs[0].token_ids) for o in outputs)}
+
+    def close(self) -> None:
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
 
 
 def slots_filled(requests: list[Request], slots: int, start: float, end: float) -> dict:
@@ -242,17 +260,22 @@ def stream_prefill(requests: list[Request]) -> dict:
 
 
 def bench_mode(bench: BenchConfig, mode: str, docs, work: Path, passes: int) -> dict:
-    """One engine for the pipeline's passes, then one for raw's; the row compares their medians, and carries the
-    pipeline pass with the median throughput (slots, prefill) and every pass's tokens/s."""
+    """`passes` pairs of timed passes, one on each engine, the two engines alive together (an idle vLLM engine costs
+    about 1% of a core) and their passes interleaved P R, R P, P R, ...: this machine's speed drifts over minutes, and
+    a pair's passes run back to back, so each pair's ratio sees the same machine. The row's ratio is the geometric
+    mean of the pairs' ratios, with a bootstrap interval over the pairs; it carries the pipeline pass with the median
+    throughput (slots, prefill) and every pass's tokens/s."""
     config = teacher_config(bench, mode)
     teacher, requests = recording_teacher(config)
-    pipeline = asyncio.run(_pipeline_and_close(teacher, requests, docs, bench, work / mode, passes))
-    raw = run_raw(requests, config, bench, passes)
+    pipeline, raw = asyncio.run(_interleaved_and_close(teacher, requests, config, docs, bench, work / mode, passes))
     pipeline_rates = [p["generated_tokens"] / p["seconds"] for p in pipeline]
     raw_rates = [r["generated_tokens"] / r["seconds"] for r in raw]
+    mean_log, low, high = paired_difference95([math.log(x) for x in pipeline_rates], [math.log(x) for x in raw_rates])
     middle = pipeline[sorted(range(passes), key=pipeline_rates.__getitem__)[(passes - 1) // 2]]
     row = {
         "mode": mode, "documents": middle["documents"], "requests": middle["requests"], "passes": passes,
+        "throughput_ratio": math.exp(mean_log), "throughput_ratio_interval95": [math.exp(low), math.exp(high)],
+        "pair_ratios": [p / r for p, r in zip(pipeline_rates, raw_rates)],
         "pipeline_tokens_per_s": statistics.median(pipeline_rates), "raw_tokens_per_s": statistics.median(raw_rates),
         "pipeline_tokens_per_s_passes": pipeline_rates, "raw_tokens_per_s_passes": raw_rates,
         "pipeline_s": middle["seconds"], "raw_s": statistics.median(r["seconds"] for r in raw),
@@ -260,10 +283,32 @@ def bench_mode(bench: BenchConfig, mode: str, docs, work: Path, passes: int) -> 
         "pipeline_generated": middle["generated_tokens"], "raw_generated": raw[0]["generated_tokens"],
         "pipeline_slots_filled": middle["slots"]["mean"], "pipeline_slots_short_share": middle["slots"]["short_share"],
     }
-    row["throughput_ratio"] = row["pipeline_tokens_per_s"] / row["raw_tokens_per_s"]
     if mode == "stream":
         row["stream_prefill"] = middle["stream_prefill"]
     return row
+
+
+async def _interleaved_and_close(teacher, requests, config, docs, bench, output, passes):
+    """The pipeline's first pass records the requests raw replays, so raw's engine starts after it; then pairs in
+    alternating order."""
+    raw_engine = None
+    try:
+        one_pass = await pipeline_passes(teacher, requests, docs, bench, output)
+        pipeline = [await one_pass(0)]
+        raw_engine = RawEngine(list(requests), config)
+        raw = [raw_engine.one_pass()]
+        for i in range(1, passes):
+            if i % 2:
+                raw.append(raw_engine.one_pass())
+                pipeline.append(await one_pass(i))
+            else:
+                pipeline.append(await one_pass(i))
+                raw.append(raw_engine.one_pass())
+        return pipeline, raw
+    finally:
+        if raw_engine is not None:
+            raw_engine.close()
+        await teacher.close()
 
 
 async def _pipeline_and_close(teacher, requests, docs, bench, output, passes):
@@ -281,7 +326,8 @@ def write_results(bench: BenchConfig, rows: list[dict], out_dir: Path) -> None:
         f"{bench.max_in_flight} in flight, max_num_seqs {bench.max_num_seqs}, KV block {bench.block_size} tokens, "
         f"KV cache {bench.kv_cache_gb:g} GiB, "
         f"at most {bench.max_rounds} rounds)", "",
-        "| prompt mode | requests | pipeline tok/s | raw LLM.generate tok/s | pipeline / raw (goal >= 0.95) "
+        "| prompt mode | requests | pipeline tok/s | raw LLM.generate tok/s | pipeline / raw (goal >= 0.95): geometric "
+        "mean of the pairs [95% interval] "
         "| pipeline slots filled (time short of full) | pipeline s (filter + write after the last reply) "
         "| stream prefill / new tokens (goal <= 1.2) |",
         "|---|---|---|---|---|---|---|---|",
@@ -290,13 +336,12 @@ def write_results(bench: BenchConfig, rows: list[dict], out_dir: Path) -> None:
         prefill = r.get("stream_prefill")
         cell = (f"{prefill['ratio']:.2f} ({prefill['prefill_computed']} / {prefill['new_tokens']})"
                 if prefill else "n/a (summary prompts re-send the summary)")
-        spread = ""
-        if r["passes"] > 1:  # the spread of single passes: the slowest against the fastest either way
-            low = min(r["pipeline_tokens_per_s_passes"]) / max(r["raw_tokens_per_s_passes"])
-            high = max(r["pipeline_tokens_per_s_passes"]) / min(r["raw_tokens_per_s_passes"])
-            spread = f" ({low:.2f}-{high:.2f} between passes; medians of {r['passes']})"
+        low, high = r["throughput_ratio_interval95"]
+        below = sum(x < 1 for x in r["pair_ratios"])
+        ratio = (f"{r['throughput_ratio']:.2f} [{low:.2f}, {high:.2f}], {below} of {r['passes']} pairs below 1"
+                 if r["passes"] > 1 else f"{r['throughput_ratio']:.2f} (one pair)")
         lines.append(f"| {r['mode']} | {r['requests']} | {r['pipeline_tokens_per_s']:.0f} | "
-                     f"{r['raw_tokens_per_s']:.0f} | {r['throughput_ratio']:.2f}{spread} | "
+                     f"{r['raw_tokens_per_s']:.0f} | {ratio} | "
                      f"{r['pipeline_slots_filled']:.2f} ({r['pipeline_slots_short_share']:.0%}) | "
                      f"{r['pipeline_s']:.1f} ({r['pipeline_filter_write_s']:.1f}) | {cell} |")
     (out_dir / "generate_throughput.md").write_text("\n".join(lines) + "\n")
@@ -321,7 +366,7 @@ def main() -> None:
                         help="KV cache per engine; stream prompts need room for every conversation in flight")
     parser.add_argument("--modes", nargs="+", default=["summary", "stream"], choices=["summary", "stream"])
     parser.add_argument("--passes", type=int, default=5,
-                        help="timed passes per engine (prefix cache emptied before each); the ratio of the medians")
+                        help="pairs of timed passes, one per engine each (prefix cache emptied before each pass)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
