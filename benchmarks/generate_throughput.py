@@ -14,7 +14,8 @@ and their passes alternate (P R, R P, P R, ...), so the two passes of a pair run
 drifts over minutes and a tiny-model pass lasts seconds, so two blocks of passes one after the other measured the
 drift as much as the engines. The ratio is the geometric mean of the pairs' ratios with a 95% bootstrap interval over
 the pairs (`pipeline.metrics.paired_difference95` on log tokens/s). Both engines are warmed up first; times run from
-the first request to the last result (the pipeline's includes filtering and writing, reported apart).
+the first request to the last result (the pipeline's includes filtering each document as it finishes and writing
+the corpus in read order after the last one, as the job does; the writing is reported apart).
 (b) engine slots filled: over the pipeline's run, the time-weighted mean of min(requests in the engine, max_num_seqs)
 / max_num_seqs, and the share of time with fewer requests than slots. Raw submits everything at once, so its slots
 stay full until its last max_num_seqs requests drain: what the pipeline loses here is dependency between rounds (a
@@ -137,7 +138,8 @@ def recording_teacher(config: dict):
 
 async def pipeline_passes(teacher, requests: list[Request], docs, bench: BenchConfig, output: Path):
     """The generate job's stages on one engine (plan, then a warm-up request); returns `one_pass(i)`, which runs
-    them once over every document (teach max_in_flight at once, filter, write) from an empty prefix cache, timed.
+    them once over every document (teach max_in_flight at once, each filtered as it finishes, then written in read
+    order, as the job does) from an empty prefix cache, timed.
     Each pass leaves its own requests in `requests`."""
     from jobs.generate import filter_trajectories, plan
     from jobs.generate_config import ChunkingConfig, FilterConfig
@@ -153,31 +155,35 @@ async def pipeline_passes(teacher, requests: list[Request], docs, bench: BenchCo
     await teacher.complete([{"role": "user", "content": "warm up"}], 4)  # engine start is not throughput
 
     gate = asyncio.Semaphore(bench.max_in_flight)
+    filtering = FilterConfig(min_answer_score=0.0)
 
-    async def read(doc, chunk_plan):
+    async def read(doc, chunk_plan, progress: Progress) -> list:
         async with gate:
             READING.set(doc.id)  # each gathered read is its own task, with its own copy of the context
             try:
-                return await teacher.read(doc, chunk_plan, bench.max_rounds)
+                taught = await teacher.read(doc, chunk_plan, bench.max_rounds)
             except TeacherError as e:
                 print(f"left out: {e}"[:300])
-                return None
+                return []
+        # As in the job, a document is filtered when it finishes, while others are still being read.
+        return list(filter_trajectories([taught], filtering, counter, progress))
 
     async def one_pass(i: int) -> dict:
         await teacher.reset_prefix_cache()
         requests.clear()
         progress = Progress("bench", len(planned), 1e9)
+        cpu = CPUClock()
         start = time.perf_counter()
-        taught = [t for t in await asyncio.gather(*(read(d, p) for d, p in planned)) if t is not None]
+        filtered = await asyncio.gather(*(read(d, p, progress) for d, p in planned))
         read_end = time.perf_counter()
         with CorpusWriter(output / f"pass-{i}", shard_size=64) as writer:
-            for item in filter_trajectories(taught, FilterConfig(min_answer_score=0.0), counter, progress):
+            for item in (item for items in filtered for item in items):  # in read order, as the job writes
                 if isinstance(item, Trajectory):
                     writer.write(item)
                 else:
                     writer.reject(item)
         end = time.perf_counter()
-        return {"seconds": end - start, "filter_write_s": end - read_end, "documents": len(planned),
+        return {"seconds": end - start, "write_s": end - read_end, "documents": len(planned), **cpu.read(),
                 "written": progress.done, "generated_tokens": sum(r.completion_tokens for r in requests),
                 "requests": len(requests), "slots": slots_filled(requests, bench.max_num_seqs, start, end),
                 "stream_prefill": stream_prefill(requests)}
@@ -222,14 +228,42 @@ class RawEngine:
     def one_pass(self) -> dict:
         if not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM did not reset its prefix cache between raw passes")
+        cpu = CPUClock()
         start = time.perf_counter()
         outputs = self.llm.generate(self.prompts, self.params, use_tqdm=False)
         elapsed = time.perf_counter() - start
-        return {"seconds": elapsed, "generated_tokens": sum(len(o.outputs[0].token_ids) for o in outputs)}
+        return {"seconds": elapsed, "generated_tokens": sum(len(o.outputs[0].token_ids) for o in outputs),
+                **cpu.read()}
 
     def close(self) -> None:
         self.llm.llm_engine.engine_core.shutdown()
         del self.llm
+
+
+class CPUClock:
+    """CPU seconds over a pass: this process (the driver: the job's stages, or `LLM.generate`'s loop, and each side's
+    engine front end) and its child processes (both engines' cores and workers; the idle one costs ~1% of a core).
+    Wall time says which side is faster; CPU time says where the work went on these two shared cores."""
+
+    def __init__(self):
+        import psutil
+
+        self._children = psutil.Process().children
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float]:
+        engines = 0.0
+        for child in self._children(recursive=True):
+            try:
+                times = child.cpu_times()
+            except Exception:  # a child gone between listing and reading (a resource tracker)
+                continue
+            engines += times.user + times.system
+        return time.process_time(), engines
+
+    def read(self) -> dict:
+        driver, engines = self._now()
+        return {"driver_cpu_s": driver - self._start[0], "engines_cpu_s": engines - self._start[1]}
 
 
 def slots_filled(requests: list[Request], slots: int, start: float, end: float) -> dict:
@@ -279,9 +313,11 @@ def bench_mode(bench: BenchConfig, mode: str, docs, work: Path, passes: int) -> 
         "pipeline_tokens_per_s": statistics.median(pipeline_rates), "raw_tokens_per_s": statistics.median(raw_rates),
         "pipeline_tokens_per_s_passes": pipeline_rates, "raw_tokens_per_s_passes": raw_rates,
         "pipeline_s": middle["seconds"], "raw_s": statistics.median(r["seconds"] for r in raw),
-        "pipeline_filter_write_s": middle["filter_write_s"],  # after the last reply: the job overlaps it with reading
+        "pipeline_write_s": middle["write_s"],  # after the last reply: the job writes as documents finish
         "pipeline_generated": middle["generated_tokens"], "raw_generated": raw[0]["generated_tokens"],
         "pipeline_slots_filled": middle["slots"]["mean"], "pipeline_slots_short_share": middle["slots"]["short_share"],
+        **{f"{side}_{clock}": statistics.median(p[clock] for p in passes_of)
+           for side, passes_of in (("pipeline", pipeline), ("raw", raw)) for clock in ("driver_cpu_s", "engines_cpu_s")},
     }
     if mode == "stream":
         row["stream_prefill"] = middle["stream_prefill"]
@@ -328,9 +364,9 @@ def write_results(bench: BenchConfig, rows: list[dict], out_dir: Path) -> None:
         f"at most {bench.max_rounds} rounds)", "",
         "| prompt mode | requests | pipeline tok/s | raw LLM.generate tok/s | pipeline / raw (goal >= 0.95): geometric "
         "mean of the pairs [95% interval] "
-        "| pipeline slots filled (time short of full) | pipeline s (filter + write after the last reply) "
-        "| stream prefill / new tokens (goal <= 1.2) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pipeline slots filled (time short of full) | pipeline s (writing after the last reply) "
+        "| stream prefill / new tokens (goal <= 1.2) | CPU s per pass, driver / engines: pipeline; raw |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         prefill = r.get("stream_prefill")
@@ -343,7 +379,9 @@ def write_results(bench: BenchConfig, rows: list[dict], out_dir: Path) -> None:
         lines.append(f"| {r['mode']} | {r['requests']} | {r['pipeline_tokens_per_s']:.0f} | "
                      f"{r['raw_tokens_per_s']:.0f} | {ratio} | "
                      f"{r['pipeline_slots_filled']:.2f} ({r['pipeline_slots_short_share']:.0%}) | "
-                     f"{r['pipeline_s']:.1f} ({r['pipeline_filter_write_s']:.1f}) | {cell} |")
+                     f"{r['pipeline_s']:.1f} ({r['pipeline_write_s']:.1f}) | {cell} | "
+                     f"{r['pipeline_driver_cpu_s']:.1f} / {r['pipeline_engines_cpu_s']:.1f}; "
+                     f"{r['raw_driver_cpu_s']:.1f} / {r['raw_engines_cpu_s']:.1f} |")
     (out_dir / "generate_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
