@@ -39,8 +39,10 @@ class ChatTokens:
     chat template over the whole conversation and tokenizing it again every round costs time quadratic in the rounds,
     on the cores the engine runs on. Here a request's ids are the ids of the longest conversation already sent that it
     extends, plus the tokenized text of its new messages; the cut falls between two messages, where chat templates put
-    special tokens, so the ids equal a whole rendering's. That is checked once on a probe conversation: a template
-    that renders a message differently by its place (or a tokenizer that merges across the cut) gets whole renderings.
+    special tokens, so the ids equal a whole rendering's. A system message counts as sent once any conversation began
+    with it: every reader's first round, and every summary-mode round (the system prompt and one new user message),
+    tokenizes only what follows it. That is checked once on a probe conversation: a template that renders a message
+    differently by its place (or a tokenizer that merges across the cut) gets whole renderings.
     """
 
     def __init__(self, tokenizer: Any, max_conversations: int = 1024):
@@ -48,11 +50,13 @@ class ChatTokens:
         self.max_conversations = max_conversations
         # per document (a conversation's first two messages): the last conversations sent, closed, with their ids
         self._sent: OrderedDict[tuple, list[tuple[tuple[tuple[str, str], ...], list[int]]]] = OrderedDict()
+        self._systems: OrderedDict[str, list[int]] = OrderedDict()  # a system message's ids, rendered alone (closed)
         self.renders = self.extensions = 0
         self._wrap: dict[str, tuple[str, str]] = {}
         chat_prompt(tokenizer, _PROBE[:2])  # no chat template: fail here, naming the tokenizer
         self.incremental = self._learn_template()
         self._sent.clear()
+        self._systems.clear()
         self.renders = self.extensions = 0
 
     def prompt_ids(self, messages: Messages) -> list[int]:
@@ -63,6 +67,8 @@ class ChatTokens:
         if ids is None:
             self.renders += 1
             ids = self._tokenize(chat_prompt(self.tokenizer, messages))
+            if self.incremental and key[0][0] == "system" and len(key) > 1:
+                self._remember_system(key[0][1])
         else:
             self.extensions += 1
         if not continuing and self.incremental:
@@ -70,7 +76,10 @@ class ChatTokens:
         return ids
 
     def _extend(self, key: tuple[tuple[str, str], ...], continuing: bool) -> list[int] | None:
-        for sent_key, sent in reversed(self._sent.get(key[:2], ())):
+        candidates = list(reversed(self._sent.get(key[:2], ())))
+        if key[0][0] == "system" and key[0][1] in self._systems:
+            candidates.append((key[:1], self._systems[key[0][1]]))
+        for sent_key, sent in candidates:
             if len(sent_key) >= len(key) or key[: len(sent_key)] != sent_key:
                 continue
             new = key[len(sent_key):]
@@ -90,6 +99,13 @@ class ChatTokens:
         while len(self._sent) > self.max_conversations:
             self._sent.popitem(last=False)
 
+    def _remember_system(self, content: str) -> None:
+        if content not in self._systems:
+            alone = self.tokenizer.apply_chat_template([{"role": "system", "content": content}], tokenize=False)
+            self._systems[content] = self._tokenize(alone)
+            while len(self._systems) > 16:  # a job has one system prompt per teacher; hinted parts add a few
+                self._systems.popitem(last=False)
+
     def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -107,8 +123,8 @@ class ChatTokens:
                 return False
             self._wrap[role] = tuple(text[len(alone):].split(_SENTINEL))
         self.incremental = True
-        for n in range(2, len(_PROBE) + 1):
-            messages = _PROBE[:n]
+        another_round = [_PROBE[0], {"role": "user", "content": "Question: who left?\nChunk 2: Bo left."}]
+        for messages in [_PROBE[:n] for n in range(2, len(_PROBE) + 1)] + [another_round]:
             if self.prompt_ids(messages) != self._tokenize(chat_prompt(self.tokenizer, messages)):
                 return False
             if messages[-1]["role"] == "user":

@@ -52,9 +52,24 @@ def test_turn_by_turn_ids_equal_whole_renderings_and_render_once(stream_tokenize
     for messages in requests:
         assert chat.prompt_ids(messages) == whole(tokenizer, messages)
     assert chat.renders == 1 and chat.extensions == len(requests) - 1
-    # Summary mode: every round is the system prompt and one new user message, rendered whole.
-    summary_round = [requests[0][0], {"role": "user", "content": "Summary so far: none.\nChunk 2: the fox."}]
-    assert chat.prompt_ids(summary_round) == whole(tokenizer, summary_round)
+
+
+@pytest.mark.parametrize("template", [None, CHATML], ids=["stream-tokenizer", "chatml"])
+def test_summary_rounds_of_every_document_tokenize_only_what_follows_the_system_prompt(stream_tokenizer, template):
+    tokenizer = copy.deepcopy(stream_tokenizer)
+    if template:
+        tokenizer.chat_template = template
+    chat = ChatTokens(tokenizer)
+    system = {"role": "system", "content": "You read a document in chunks and summarize what matters."}
+    for doc in range(3):
+        for k in range(3):  # summary mode: each round is the system prompt and one new user message
+            messages = [system, {"role": "user", "content": f"Summary so far: {doc}.{k}\nChunk {k + 1}: the fox."}]
+            assert chat.prompt_ids(messages) == whole(tokenizer, messages)
+        answer = messages + [{"role": "assistant", "content": "Clues: the fox. <STOP>"}]
+        assert chat.prompt_ids(answer) == whole(tokenizer, answer)
+    assert chat.renders == 1 and chat.extensions == 3 * 4 - 1
+    other = [{"role": "system", "content": "Another teacher."}, {"role": "user", "content": "Chunk 1: a hen."}]
+    assert chat.prompt_ids(other) == whole(tokenizer, other) and chat.renders == 2
 
 
 def test_a_template_that_numbers_turns_is_rendered_whole(stream_tokenizer):
