@@ -24,6 +24,14 @@ def whole(tokenizer, messages):
     return tokenizer(chat_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
 
 
+def with_template(tokenizer, template: str | None):
+    """A copy of the tokenizer, with `template` as its chat template (None: its own)."""
+    tokenizer = copy.deepcopy(tokenizer)
+    if template:
+        tokenizer.chat_template = template
+    return tokenizer
+
+
 def stream_reading(rounds: int):
     """The requests a stream-mode reader sends, in order: rounds that grow the conversation, a re-ask after a
     malformed reply, and the answer continuing the last reply."""
@@ -43,9 +51,7 @@ def stream_reading(rounds: int):
 
 @pytest.mark.parametrize("template", [None, CHATML], ids=["stream-tokenizer", "chatml"])
 def test_turn_by_turn_ids_equal_whole_renderings_and_render_once(stream_tokenizer, template):
-    tokenizer = copy.deepcopy(stream_tokenizer)
-    if template:
-        tokenizer.chat_template = template
+    tokenizer = with_template(stream_tokenizer, template)
     chat = ChatTokens(tokenizer)
     assert chat.incremental
     requests = [[dict(m) for m in messages] for messages in stream_reading(rounds=6)]
@@ -56,9 +62,7 @@ def test_turn_by_turn_ids_equal_whole_renderings_and_render_once(stream_tokenize
 
 @pytest.mark.parametrize("template", [None, CHATML], ids=["stream-tokenizer", "chatml"])
 def test_summary_rounds_of_every_document_tokenize_only_what_follows_the_system_prompt(stream_tokenizer, template):
-    tokenizer = copy.deepcopy(stream_tokenizer)
-    if template:
-        tokenizer.chat_template = template
+    tokenizer = with_template(stream_tokenizer, template)
     chat = ChatTokens(tokenizer)
     system = {"role": "system", "content": "You read a document in chunks and summarize what matters."}
     for doc in range(3):
