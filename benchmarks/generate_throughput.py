@@ -209,10 +209,12 @@ class RawEngine:
     def __init__(self, requests: list[Request], config: dict):
         from vllm import LLM
 
+        from pipeline.cpu_cores import share_reserved_core
         from pipeline.kv_cache import kv_cache_bytes
         from pipeline.precision import resolve_dtype
         from teachers import build_teacher
 
+        share_reserved_core()  # as the teacher's engine does
         params_of = build_teacher(config)  # the teacher's own SamplingParams (stop strings, structured output)
         self.llm = LLM(
             model=config["model"], dtype=resolve_dtype(config["dtype"]), max_model_len=config["max_model_len"],

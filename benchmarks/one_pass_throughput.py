@@ -99,6 +99,9 @@ def run_ray(teacher, requests, config: dict, batch_size: int) -> dict:
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
+    from pipeline.cpu_cores import share_reserved_core
+
+    share_reserved_core()  # set before Ray starts its workers, so Ray Data LLM's engine inherits it, as ours does
     # Logical CPUs: one for the engine actor, the rest for Ray Data's small map tasks (also on a 2-core machine).
     ray.init(num_cpus=4, include_dashboard=False, object_store_memory=1 << 30, ignore_reinit_error=True)
     ray.data.DataContext.get_current().enable_progress_bars = False

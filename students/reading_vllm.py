@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from pipeline.cpu_cores import share_reserved_core
 from pipeline.kv_cache import kv_cache_bytes
 from pipeline.stream import END, READ, STOP, render_chunk, render_prefix
 from students.reading import ReadingResult, ReadingRound, _clean_answer, _parse_summary, answer_end_ids
@@ -35,6 +36,7 @@ def vllm_engine(model_dir: str, dtype: str = "auto", max_model_len: int = DEFAUL
     from vllm import LLM
 
     os.environ.setdefault("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")
+    share_reserved_core()
     return LLM(
         model=str(model_dir), dtype=dtype, max_model_len=max_model_len, kv_cache_memory_bytes=kv_cache_bytes(kv_cache_gb),
         max_num_seqs=max_num_seqs, block_size=block_size, enable_prefix_caching=True, enforce_eager=True, seed=seed,

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from pipeline.chat import ChatTokens
+from pipeline.cpu_cores import share_reserved_core
 from pipeline.kv_cache import kv_cache_bytes
 from pipeline.precision import resolve_dtype
 from pipeline.stream import END, READ, STOP
@@ -87,6 +88,7 @@ class VLLMTeacher(LLMTeacher):
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        share_reserved_core()
         args = AsyncEngineArgs(
             model=self.config.model, dtype=resolve_dtype(self.config.dtype), max_model_len=self.config.max_model_len,
             max_num_seqs=self.config.max_num_seqs, max_num_batched_tokens=self.config.max_num_batched_tokens,
