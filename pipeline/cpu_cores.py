@@ -6,7 +6,8 @@ dozens of cores that is a small share; with two it halves the compute. Measured 
 (SmolLM2-135M, float32, `LLM.generate`, two runs each): prefilling two 6,000-token prompts took 127 and 124 s with
 one core reserved, 64 and 69 s with none; decoding 64 tokens for 16 prompts 21.3 and 22.3 s against 13.6 and 12.4 s.
 The engine core and the driver then share the cores with the worker's threads, which costs far less than an idle
-half of the machine.
+half of the machine. vLLM logs a warning that 0 reserved cores is below its minimum (1): expected.
+`benchmarks/reserved_core.py` measures both settings side by side.
 """
 
 from __future__ import annotations
