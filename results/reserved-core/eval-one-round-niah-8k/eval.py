@@ -6,7 +6,7 @@ from jobs.demo import DemoConfig
 from jobs.evaluate import evaluate
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    config = DemoConfig.load("/work/main/jobs/configs/smollm2_swa.yaml").evaluate
+    out = Path(sys.argv[1])  # the run-8 folder: run/export holds the student
+    config = DemoConfig.load("jobs/configs/smollm2_swa.yaml").evaluate
     config = config.model_copy(update={"modes": ["one-round"], "teacher": "", "tasks": ["niah"], "lengths": [8192]})
     evaluate(out / "run" / "export", out / "eval-one-round-8k-both-cores", config)
