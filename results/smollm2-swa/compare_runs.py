@@ -12,7 +12,8 @@ from pathlib import Path
 
 from jobs.eval_report import aggregate
 
-RUNS = {"third (W=512)": ".", "fifth (W=1024)": "run5", "sixth (W=1024)": "run6", "seventh (W=1024)": "run7"}
+RUNS = {"third (W=512)": ".", "fifth (W=1024)": "run5", "sixth (W=1024)": "run6", "seventh (W=1024)": "run7",
+        "run 8 (third's recipe, fp32)": "run8-demo", "run 9 (seed 1)": "run9", "run 9 seed 2": "run9/seed2"}
 
 
 def predictions(folder: Path) -> list[dict]:
