@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.metrics import paired_difference95
+from students.reading_vllm import close_engine
 
 REPO = Path(__file__).resolve().parents[1]
 # The package is installed; the repository root is added only for tests.tiny_models (the tiny teacher), which is a
@@ -238,7 +239,7 @@ class RawEngine:
                 **cpu.read()}
 
     def close(self) -> None:
-        self.llm.llm_engine.engine_core.shutdown()
+        close_engine(self.llm)
         del self.llm
 
 

@@ -29,6 +29,7 @@ from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.chunking import TokenizerCounter, summary_room_warning
 from pipeline.config import differences
 from pipeline.files import write_atomic
+from students.reading_vllm import close_engine
 
 
 def finished_records(output: Path, model_dir: Path, config: EvalConfig, group_sizes: dict[tuple, int]) -> list[dict]:
@@ -112,21 +113,26 @@ def evaluate(model_dir: Path, output: Path, config: EvalConfig) -> list[dict]:
             for job in jobs if (job[2], task, length) not in finished]
     engines: dict[Path, Any] = {}
     progress = tqdm(total=sum(len(groups[(task, length)]) for task, length, _ in todo), unit="doc")
-    for task, length, (reader, folder, mode) in todo:
-        progress.set_description(f"{task} {length} {mode}")
-        group = groups[(task, length)]
-        if config.engine == "vllm":
-            if folder not in engines:
-                engines[folder] = vllm_reader_engine(folder, reader, config, mode == "teacher")
-            batched = read_with_vllm(engines[folder], reader, group, mode, chunk_tokens, counter, config)
-        else:
-            batched = [None] * len(group)
-        new = [read_item(reader, item, mode, chunk_tokens, counter, config, done) for item, done in zip(group, batched)]
-        append_records(output, new)
-        records += new
-        write_results(aggregate(records), output, header)
-        progress.update(len(group))
-    progress.close()
+    try:
+        for task, length, (reader, folder, mode) in todo:
+            progress.set_description(f"{task} {length} {mode}")
+            group = groups[(task, length)]
+            if config.engine == "vllm":
+                if folder not in engines:
+                    engines[folder] = vllm_reader_engine(folder, reader, config, mode == "teacher")
+                batched = read_with_vllm(engines[folder], reader, group, mode, chunk_tokens, counter, config)
+            else:
+                batched = [None] * len(group)
+            new = [read_item(reader, item, mode, chunk_tokens, counter, config, done)
+                   for item, done in zip(group, batched)]
+            append_records(output, new)
+            records += new
+            write_results(aggregate(records), output, header)
+            progress.update(len(group))
+    finally:
+        for engine in engines.values():
+            close_engine(engine)
+        progress.close()
     rows = aggregate(records)
     write_results(rows, output, header)
     return rows

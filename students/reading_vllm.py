@@ -44,6 +44,12 @@ def vllm_engine(model_dir: str, dtype: str = "auto", max_model_len: int = DEFAUL
     )
 
 
+def close_engine(llm) -> None:
+    """Stop the engine's processes now: an `LLM` dropped without this keeps its engine process (and its KV cache)
+    alive until the Python process exits, so a second engine in the same process would run beside the first."""
+    llm.llm_engine.engine_core.shutdown()
+
+
 @dataclass
 class _Stream:
     question: str

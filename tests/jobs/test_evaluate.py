@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import psutil
 import pytest
 
 from jobs.cli import main
@@ -231,6 +232,10 @@ def test_engine_vllm_reads_every_document_batched_with_the_same_answers(exported
     assert len(predictions["vllm"]) == 4
     assert [[p[f] for f in fields] for p in predictions["vllm"]] == [
         [p[f] for f in fields] for p in predictions["transformers"]]
+    # Its engine is gone once evaluate returns, so evaluations chained in one process do not run beside idle ones.
+    engines = [p for p in psutil.Process().children(recursive=True)
+               if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "VLLM" in " ".join(p.cmdline())]
+    assert engines == []
 
 
 def test_vllm_readers_get_the_configured_cache_and_a_parent_its_own_context(monkeypatch, tmp_path):
