@@ -12,8 +12,10 @@ from pathlib import Path
 
 from jobs.eval_report import aggregate
 
-RUNS = {"third (W=512)": ".", "fifth (W=1024)": "run5", "sixth (W=1024)": "run6", "seventh (W=1024)": "run7",
-        "run 8 (third's recipe, fp32)": "run8-demo", "run 9 (seed 1)": "run9", "run 9 seed 2": "run9/seed2"}
+# Each run's folders of predictions (run 8's HotpotQA was read later, by another evaluation of the same student).
+RUNS = {"third (W=512)": ["."], "fifth (W=1024)": ["run5"], "sixth (W=1024)": ["run6"], "seventh (W=1024)": ["run7"],
+        "run 8 (third's recipe, fp32)": ["run8-demo", "run8-demo/emr-hotpotqa"], "run 9 (seed 1)": ["run9"],
+        "run 9 seed 2": ["run9/seed2"]}
 
 
 def predictions(folder: Path) -> list[dict]:
@@ -23,8 +25,8 @@ def predictions(folder: Path) -> list[dict]:
 def main(results: Path) -> None:
     parent = [r for r in predictions(results) if r["mode"] == "teacher"]
     cells: dict[tuple, dict[str, str]] = {}
-    for name, folder in RUNS.items():
-        student = [r for r in predictions(results / folder) if r["mode"] == "emr"]
+    for name, folders in RUNS.items():
+        student = [r for folder in folders for r in predictions(results / folder) if r["mode"] == "emr"]
         for row in aggregate(student + parent):
             if row["mode"] == "emr" and "minus_teacher" in row:
                 d = row["minus_teacher"]
