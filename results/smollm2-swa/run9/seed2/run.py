@@ -37,8 +37,11 @@ if __name__ == "__main__":
     emr = config.evaluate.model_copy(update={"modes": ["emr"], "teacher": ""})
     niah = emr.model_copy(update={"tasks": ["niah"]})
     hotpotqa = emr.model_copy(update={"tasks": ["hotpotqa"]})
-    timed("seed 2 NIAH 2k-8k", evaluate, s2 / "run" / "export", s2 / "eval-emr-niah", niah.model_copy(update={"lengths": [2048, 4096, 8192]}))
-    timed("seed 2 NIAH 16k", evaluate, s2 / "run" / "export", s2 / "eval-emr-niah-16k", niah.model_copy(update={"lengths": [16384]}))
-    timed("run 9 NIAH 32k", evaluate, r9 / "run" / "export", r9 / "eval-emr-niah", niah)
-    timed("run 9 HotpotQA", evaluate, r9 / "run" / "export", r9 / "eval-emr-hotpotqa", hotpotqa)
-    timed("run 8 HotpotQA 2k 4k", evaluate, r8 / "run" / "export", r8 / "eval-emr-hotpotqa", hotpotqa.model_copy(update={"hotpotqa_lengths": [2048, 4096]}))
+    seed2, run9, run8 = s2 / "run" / "export", r9 / "run" / "export", r8 / "run" / "export"
+    timed("seed 2 NIAH 2k-8k", evaluate, seed2, s2 / "eval-emr-niah",
+          niah.model_copy(update={"lengths": [2048, 4096, 8192]}))
+    timed("seed 2 NIAH 16k", evaluate, seed2, s2 / "eval-emr-niah-16k", niah.model_copy(update={"lengths": [16384]}))
+    timed("run 9 NIAH 32k", evaluate, run9, r9 / "eval-emr-niah", niah)
+    timed("run 9 HotpotQA", evaluate, run9, r9 / "eval-emr-hotpotqa", hotpotqa)
+    timed("run 8 HotpotQA 2k 4k", evaluate, run8, r8 / "eval-emr-hotpotqa",
+          hotpotqa.model_copy(update={"hotpotqa_lengths": [2048, 4096]}))
