@@ -1,5 +1,6 @@
 """Run 9's recipe at seed 2 and the rest of the comparison, on one machine (session 19, 2026-12-05):
-generate + train on seed2/config.yaml; seed 2's EMR NIAH 2k-8k and 16k; run 9's EMR NIAH 32k (resuming the folder
+generate + train on ../config.yaml with the generate, student and data seeds 2 (the evaluation's seed stays 1, so
+the documents are run 9's); seed 2's EMR NIAH 2k-8k and 16k; run 9's EMR NIAH 32k (resuming the folder
 ../run.py left, where 2k-16k are read) and EMR HotpotQA 2k-16k; run 8's EMR HotpotQA 2k and 4k (the previous recipe
 on this machine, `../../run8-demo/`). No parent rows: the parent's are committed and read the same documents.
 
@@ -28,7 +29,8 @@ def timed(label, fn, *args):
 
 if __name__ == "__main__":
     s2, r9, r8 = (Path(arg) for arg in sys.argv[1:4])
-    config = DemoConfig.load("results/smollm2-swa/run9/seed2/config.yaml")
+    config = DemoConfig.load("results/smollm2-swa/run9/config.yaml")
+    config.generate.seed = config.train.student.seed = config.train.data.seed = 2
     print(timed("generate", generate, config.generate, s2 / "corpus"), flush=True)
     spec = prepare_run(corpus_dir=s2 / "corpus", run_dir=s2 / "run", config=config.train)
     code = timed("train", launch, spec, "local")
