@@ -3,7 +3,10 @@
 
     python results/smollm2-swa/compare_runs.py results/smollm2-swa > results/smollm2-swa/compare_runs.md
 
-The parent's rows are the headline folder's (mode `teacher`); every run read the same documents.
+Every run read the same documents. Each is paired with the parent read in its own precision: the bf16 runs (the
+third, on a CPU with AVX512-BF16) with the third run's parent, the fp32 runs (this AVX2-only machine) with the
+headline demo's, so that a difference is the student's and not bf16 against fp32 (the two parents differ on a few
+documents).
 """
 
 import json
@@ -12,10 +15,13 @@ from pathlib import Path
 
 from jobs.eval_report import aggregate
 
-# Each run's folders of predictions (run 8's HotpotQA was read later, by another evaluation of the same student).
-RUNS = {"third (W=512)": ["."], "fifth (W=1024)": ["run5"], "sixth (W=1024)": ["run6"], "seventh (W=1024)": ["run7"],
-        "run 8 (third's recipe, fp32)": ["run8-demo", "run8-demo/emr-hotpotqa"], "run 9 (seed 1)": ["run9"],
-        "run 9 seed 2": ["run9/seed2"]}
+# Each run's folders of predictions (run 8's HotpotQA was read later, by another evaluation of the same student) and
+# the folder whose `teacher` rows it is paired with. The headline folder (".") is the demo of run 9 seed 1's student.
+BF16_PARENT, FP32_PARENT = "run3", "."
+RUNS = {"third (W=512, bf16)": (["run3"], BF16_PARENT), "fifth (W=1024)": (["run5"], FP32_PARENT),
+        "sixth (W=1024)": (["run6"], FP32_PARENT), "seventh (W=1024)": (["run7"], FP32_PARENT),
+        "run 8 (third's recipe)": (["run8-demo", "run8-demo/emr-hotpotqa"], FP32_PARENT),
+        "run 9 seed 1 (the demo)": (["."], FP32_PARENT), "run 9 seed 2": (["run9/seed2"], FP32_PARENT)}
 
 
 def predictions(folder: Path) -> list[dict]:
@@ -23,10 +29,10 @@ def predictions(folder: Path) -> list[dict]:
 
 
 def main(results: Path) -> None:
-    parent = [r for r in predictions(results) if r["mode"] == "teacher"]
     cells: dict[tuple, dict[str, str]] = {}
-    for name, folders in RUNS.items():
+    for name, (folders, parent_folder) in RUNS.items():
         student = [r for folder in folders for r in predictions(results / folder) if r["mode"] == "emr"]
+        parent = [r for r in predictions(results / parent_folder) if r["mode"] == "teacher"]
         for row in aggregate(student + parent):
             if row["mode"] == "emr" and "minus_teacher" in row:
                 d = row["minus_teacher"]
