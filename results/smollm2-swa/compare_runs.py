@@ -29,11 +29,12 @@ def predictions(folder: Path) -> list[dict]:
 
 
 def main(results: Path) -> None:
+    parents = {folder: [r for r in predictions(results / folder) if r["mode"] == "teacher"]
+               for folder in (BF16_PARENT, FP32_PARENT)}
     cells: dict[tuple, dict[str, str]] = {}
     for name, (folders, parent_folder) in RUNS.items():
         student = [r for folder in folders for r in predictions(results / folder) if r["mode"] == "emr"]
-        parent = [r for r in predictions(results / parent_folder) if r["mode"] == "teacher"]
-        for row in aggregate(student + parent):
+        for row in aggregate(student + parents[parent_folder]):
             if row["mode"] == "emr" and "minus_teacher" in row:
                 d = row["minus_teacher"]
                 cells.setdefault((row["task"], row["length"]), {})[name] = (
