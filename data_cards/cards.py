@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from safetensors import safe_open
 
 from pipeline.chunking import WordEstimate
@@ -47,8 +49,9 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
         if tag not in tags:
             tags.append(tag)
     metadata["tags"] = tags
-    if dataset_id:
-        metadata["datasets"] = [dataset_id]
+    on_hub = bool(dataset_id) and is_hub_repo_id(dataset_id)
+    if on_hub:
+        metadata["datasets"] = [dataset_id]  # the Hub links a card's datasets by repo id; a local path is no id
     metadata["model_name"] = load_path.rstrip("/").split("/")[-1]
     card_data = ModelCardData(**metadata)
 
@@ -60,13 +63,24 @@ def model_card(model_dir: Path, load_path: str, evaluation: list[dict[str, Any]]
         model_rows=_model_rows(config, model_dir),
         max_chunk_tokens=window // 2 if window else None,
         dataset_id=dataset_id,
-        dataset_link=f"https://huggingface.co/datasets/{dataset_id}" if dataset_id and "/" in dataset_id else dataset_id,
+        dataset_link=f"https://huggingface.co/datasets/{dataset_id}" if on_hub else None,
         evaluation_rows=evaluation or [],
         load_path=load_path,
         stock=bool(window) and config.get("model_type") != "smooth_reading_swa",
         architecture=(config.get("architectures") or ["?"])[0],
         training_section=_demote_headings(run_card.text.strip()) if run_card is not None else "",
     )
+
+
+def is_hub_repo_id(name: str) -> bool:
+    """Whether `name` is a Hub repository id (owner/name) rather than a local folder."""
+    if "/" not in name or Path(name).exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def training_card(run: dict[str, Any]):

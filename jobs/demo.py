@@ -7,7 +7,7 @@
 3. evaluate: Smooth Reading (EMR) against one-round reading by the same student on a NIAH grid, into OUTPUT/eval
    (results.json, results.md, accuracy.png);
 4. publish: the corpus and the checkpoint, with their cards, to OUTPUT/hub/dataset and OUTPUT/hub/model, laid out
-   as Hub repositories.
+   as Hub repositories (for the repository ids in the config's `publish`, if it names them; nothing is uploaded).
 
 Every stage writes files the next one reads, and rerunning on the same OUTPUT resumes (generation and training
 pick up where they stopped). The setup lives in jobs/configs/demo.yaml (`--quick`: demo_quick.yaml, the shortened
@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from data_cards.cards import is_hub_repo_id
 from jobs.eval_tasks import EvalConfig
 from jobs.evaluate import evaluate
 from jobs.generate import generate
@@ -44,10 +45,27 @@ TARGET_LENGTH_IN_WINDOWS = 16
 PARENT_CLOSE_UP_TO = 8192  # HotpotQA: EMR within 5 F1 points of the parent up to here, above it beyond
 
 
+class DemoPublishConfig(Config):
+    """The Hub repositories the demo's hub/ folders are laid out for (their cards load from these ids; upload with
+    `hf upload ID OUTPUT/hub/model`). Empty: the cards name the local folders."""
+
+    model_repo_id: str = ""
+    dataset_repo_id: str = ""
+
+    @field_validator("model_repo_id", "dataset_repo_id")
+    @classmethod
+    def _repo_id(cls, value: str) -> str:
+        if value and not is_hub_repo_id(value):
+            raise ValueError(f"{value!r} is not a Hub repository id. Fix: write it as OWNER/NAME (letters, digits, "
+                             "'-', '_', '.'), or leave it empty for cards that name the local folders")
+        return value
+
+
 class DemoConfig(Config):
     generate: GenerateConfig
     train: TrainConfig
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    publish: DemoPublishConfig = Field(default_factory=DemoPublishConfig)
 
     @classmethod
     def load(cls, path: Path) -> "DemoConfig":
@@ -111,8 +129,10 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     seconds["evaluate"] = round(time.perf_counter() - start, 1)
 
     start = time.perf_counter()
-    publish_dataset(corpus, PublishTarget(local_dir=hub_dataset))
-    publish_model(run_folder.export, PublishTarget(local_dir=hub_model), evaluation=rows, dataset_id=str(hub_dataset))
+    dataset_id, model_id = config.publish.dataset_repo_id, config.publish.model_repo_id
+    publish_dataset(corpus, PublishTarget(local_dir=hub_dataset, repo_id=dataset_id or None))
+    publish_model(run_folder.export, PublishTarget(local_dir=hub_model, repo_id=model_id or None), evaluation=rows,
+                  dataset_id=dataset_id or str(hub_dataset))
     seconds["publish"] = round(time.perf_counter() - start, 1)
 
     table = (eval_dir / "results.md").read_text()

@@ -5,6 +5,8 @@ A dataset folder holds README.md (the dataset card; its YAML `configs` point at 
 holds the checkpoint's files as they are and README.md (the model card). To the Hub: the same folder is built in a
 temporary directory, the repository is created (private unless --public) and the folder uploaded in one commit.
 The token comes from the HF_TOKEN environment variable (or `hf auth login`) and is never printed.
+Both --to and --repo-id: the folder is laid out as that repository, its cards loading from the repo id, and nothing
+is uploaded (review it, then `hf upload USER/NAME LOCAL_DIR`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ MODEL_SKIP: tuple[str, ...] = ("optimizer*", "global_step*", "*.pt", "latest", "
 
 @dataclass(frozen=True)
 class PublishTarget:
+    """Where to publish: a local folder, a Hub repository, or a local folder laid out for a Hub repository."""
+
     local_dir: Path | None = None
     repo_id: str | None = None
     public: bool = False
@@ -38,9 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--dataset", type=Path, metavar="CORPUS_DIR", help="a corpus written by `generate`")
     what.add_argument("--model", type=Path, metavar="HF_FOLDER", help="a checkpoint folder (e.g. RUN_DIR/export)")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--to", type=Path, metavar="LOCAL_DIR", help="write a Hub-layout folder here")
-    where.add_argument("--repo-id", metavar="USER/NAME", help="upload to this Hub repository (token: $HF_TOKEN)")
+    parser.add_argument("--to", type=Path, metavar="LOCAL_DIR", help="write a Hub-layout folder here, upload nothing")
+    parser.add_argument("--repo-id", metavar="USER/NAME",
+                        help="upload to this Hub repository (token: $HF_TOKEN); with --to, the repository the folder "
+                             "is laid out for")
     parser.add_argument("--public", action="store_true", help="create the Hub repository public (default: private)")
     parser.add_argument("--evaluation", type=Path, metavar="RESULTS_JSON",
                         help="--model: results.json written by `evaluate`, shown in the model card")
@@ -48,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.to is None and args.repo_id is None:
+        raise ValueError("nowhere to publish. Fix: give --to LOCAL_DIR, --repo-id USER/NAME, or both (a folder laid "
+                         "out for that repository, not uploaded)")
+    if args.to is not None and args.public:
+        raise ValueError("--public is for an upload, and --to uploads nothing. Fix: drop --to, or drop --public")
     target = PublishTarget(local_dir=args.to, repo_id=args.repo_id, public=args.public)
     if args.dataset is not None:
         where = publish_dataset(args.dataset, target)
@@ -70,7 +80,7 @@ def publish_model(model_dir: Path, target: PublishTarget, evaluation: list[dict]
 
 def _publish(stage, repo_type: str, target: PublishTarget) -> str:
     if target.local_dir is not None:
-        stage(target.local_dir, str(target.local_dir))
+        stage(target.local_dir, target.repo_id or str(target.local_dir))
         return str(target.local_dir)
     if not target.repo_id:
         raise ValueError("nowhere to publish. Fix: give --to LOCAL_DIR or --repo-id USER/NAME")

@@ -50,7 +50,10 @@ def test_quick_demo_hands_each_stage_to_the_next(tmp_path, capsys):
     assert model.config.sliding_window == window
     AutoTokenizer.from_pretrained(out / "hub" / "model")
     card = ModelCard.load(out / "hub" / "model" / "README.md")
-    assert "| niah | emr | 256 |" in card.text and card.data.datasets == [str(out / "hub" / "dataset")]
+    assert "| niah | emr | 256 |" in card.text
+    # A local corpus is named as a folder, not as a Hub dataset: no `datasets` metadata, no huggingface.co link.
+    assert card.data.datasets is None and f"Trained on the corpus in `{out / 'hub' / 'dataset'}`" in card.text
+    assert "huggingface.co/datasets" not in card.text
 
     # rerunning resumes: nothing is generated twice, training is already at its last step
     assert main(["demo", "--quick", "--output", str(out)]) == 0
@@ -79,3 +82,17 @@ def test_another_seed_changes_corpus_weights_and_order_but_never_the_evaluation(
     assert config.generate.seed != 7  # the loaded config is left as it was
     with pytest.raises(ValueError, match="evaluation's seed"):
         config.with_seed(config.evaluate.seed)
+
+
+def test_a_publish_repo_id_that_is_not_a_hub_id_is_refused_naming_the_field(tmp_path):
+    import yaml
+
+    from jobs.demo import QUICK_CONFIG, DemoConfig
+
+    values = yaml.safe_load(QUICK_CONFIG.read_text())
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump({**values, "publish": {"model_repo_id": "/work/out/hub/model"}}))
+    with pytest.raises(ValueError, match=r"publish\.model_repo_id.*not a Hub repository id.*Fix: write it as OWNER/NAME"):
+        DemoConfig.load(path)
+    path.write_text(yaml.safe_dump({**values, "publish": {"model_repo_id": "someone/tiny-swa"}}))
+    assert DemoConfig.load(path).publish.model_repo_id == "someone/tiny-swa"

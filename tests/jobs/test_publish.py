@@ -100,6 +100,42 @@ def test_a_saved_login_is_used_when_HF_TOKEN_is_unset(exported_student, monkeypa
     assert [call[1]["token"] for call in hub.calls] == [TOKEN, TOKEN]
 
 
+def test_local_folder_laid_out_for_a_repo_id_uploads_nothing(exported_student, rule_corpus, monkeypatch, tmp_path):
+    hub = RecordedHub(monkeypatch)
+    monkeypatch.delenv("HF_TOKEN", raising=False)  # nothing is uploaded, so no token is asked for
+    model, dataset = tmp_path / "model", tmp_path / "dataset"
+    assert main(["publish", "--dataset", str(rule_corpus), "--to", str(dataset), "--repo-id", "someone/corpus"]) == 0
+    assert main(["publish", "--model", str(exported_student), "--to", str(model), "--repo-id", "someone/tiny-swa",
+                 "--trained-on", "someone/corpus"]) == 0
+    assert hub.calls == []
+    card = ModelCard.load(model / "README.md")
+    assert card.data.model_name == "tiny-swa" and card.data.datasets == ["someone/corpus"]
+    assert 'from_pretrained("someone/tiny-swa")' in card.text and str(model) not in card.text
+    assert "(https://huggingface.co/datasets/someone/corpus)" in card.text
+    assert 'load_dataset("someone/corpus"' in (dataset / "README.md").read_text()
+
+
+def test_a_local_corpus_is_named_as_a_folder_not_linked_as_a_hub_dataset(exported_student, rule_corpus, tmp_path):
+    corpus = tmp_path / "hub" / "dataset"
+    main(["publish", "--dataset", str(rule_corpus), "--to", str(corpus)])
+    main(["publish", "--model", str(exported_student), "--to", str(tmp_path / "model"), "--trained-on", str(corpus)])
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    assert card.data.datasets is None and "huggingface.co/datasets" not in card.text
+    assert f"Trained on the corpus in `{corpus}`." in card.text
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ([], "nowhere to publish"),
+    (["--to", "out", "--public"], "--public is for an upload"),
+])
+def test_publish_without_a_destination_or_public_without_upload_is_refused(exported_student, arguments, message,
+                                                                             tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["publish", "--model", str(exported_student), *arguments]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_model_folder_without_config_is_refused(tmp_path, capsys):
     (tmp_path / "weights").mkdir()
     assert main(["publish", "--model", str(tmp_path / "weights"), "--to", str(tmp_path / "out")]) == 2

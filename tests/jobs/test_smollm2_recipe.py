@@ -56,7 +56,7 @@ def scaled_down(parent: str) -> DemoConfig:
 
 @pytest.mark.slow
 def test_the_smollm2_recipe_scaled_down_runs_every_stage(tmp_path, monkeypatch, tiny_llama_dir):
-    from huggingface_hub import ModelCard
+    from huggingface_hub import DatasetCard, ModelCard
 
     from jobs.prepare_data import data_dir
 
@@ -70,7 +70,8 @@ def test_the_smollm2_recipe_scaled_down_runs_every_stage(tmp_path, monkeypatch, 
     (parent / "config.json").write_text(json.dumps({**config_json, "max_position_embeddings": PARENT_CONTEXT}))
 
     out = tmp_path / "recipe"
-    summary = run_demo(out, scaled_down(str(parent)))
+    config = scaled_down(str(parent))
+    summary = run_demo(out, config)
 
     # Training data shares nothing with the evaluation's: no shipped question, no default-haystack paragraph.
     trajectories = list(read_corpus(out / "corpus"))
@@ -85,6 +86,12 @@ def test_the_smollm2_recipe_scaled_down_runs_every_stage(tmp_path, monkeypatch, 
     assert export["sliding_window"] == 256 and export["num_hidden_layers"] == config_json["num_hidden_layers"]
     card = ModelCard.load(out / "hub" / "model" / "README.md")
     assert card.data.base_model == str(parent)
+    # The folders are laid out for the recipe's Hub repositories: the card loads from and links to those ids.
+    model_id, dataset_id = config.publish.model_repo_id, config.publish.dataset_repo_id
+    assert card.data.model_name == model_id.split("/")[1] and card.data.datasets == [dataset_id]
+    assert f'from_pretrained("{model_id}")' in card.text and f"https://huggingface.co/datasets/{dataset_id}" in card.text
+    dataset_card = DatasetCard.load(out / "hub" / "dataset" / "README.md")
+    assert f'load_dataset("{dataset_id}"' in dataset_card.text
     assert "| niah | teacher | 1024 |" in card.text
 
     # Every mode read every length; the parent kept what fits its context of the longest documents.
