@@ -37,6 +37,13 @@ class PublishTarget:
     repo_id: str | None = None
     public: bool = False
 
+    def __post_init__(self):
+        if self.local_dir is None and not self.repo_id:
+            raise ValueError("nowhere to publish. Fix: give --to LOCAL_DIR, --repo-id USER/NAME, or both (a folder "
+                             "laid out for that repository, not uploaded)")
+        if self.local_dir is not None and self.public:
+            raise ValueError("--public is for an upload, and --to uploads nothing. Fix: drop --to, or drop --public")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
@@ -53,11 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.to is None and args.repo_id is None:
-        raise ValueError("nowhere to publish. Fix: give --to LOCAL_DIR, --repo-id USER/NAME, or both (a folder laid "
-                         "out for that repository, not uploaded)")
-    if args.to is not None and args.public:
-        raise ValueError("--public is for an upload, and --to uploads nothing. Fix: drop --to, or drop --public")
     target = PublishTarget(local_dir=args.to, repo_id=args.repo_id, public=args.public)
     if args.dataset is not None:
         where = publish_dataset(args.dataset, target)
@@ -82,8 +84,6 @@ def _publish(stage, repo_type: str, target: PublishTarget) -> str:
     if target.local_dir is not None:
         stage(target.local_dir, target.repo_id or str(target.local_dir))
         return str(target.local_dir)
-    if not target.repo_id:
-        raise ValueError("nowhere to publish. Fix: give --to LOCAL_DIR or --repo-id USER/NAME")
     token = hub_token()
     with tempfile.TemporaryDirectory(prefix="smooth-reading-publish-") as tmp:
         stage(Path(tmp), target.repo_id)

@@ -16,19 +16,13 @@ from jobs.demo import DemoConfig
 from jobs.evaluate import evaluate
 
 
-def timed(label, fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    print(label, "s", round(time.perf_counter() - start, 1), flush=True)
-    return result
-
-
 if __name__ == "__main__":
     s1, s2, out = (Path(arg) for arg in sys.argv[1:4])
     config = DemoConfig.load("results/smollm2-swa/run9/config.yaml")
     hotpotqa = config.evaluate.model_copy(update={"modes": ["emr"], "teacher": "", "tasks": ["hotpotqa"]})
     students = {"seed1": s1 / "run" / "export", "seed2": s2 / "run" / "export"}
     for seed, chunk in (("seed1", 128), ("seed2", 256), ("seed2", 128)):
+        start = time.perf_counter()
         settings = hotpotqa.model_copy(update={"hotpotqa_lengths": [2048], "chunk_tokens": chunk})
-        timed(f"{seed} chunks {chunk} HotpotQA 2048", evaluate, students[seed], out / f"{seed}-c{chunk}-2048",
-              settings)
+        evaluate(students[seed], out / f"{seed}-c{chunk}-2048", settings)
+        print(f"{seed} chunks {chunk} HotpotQA 2048 s", round(time.perf_counter() - start, 1), flush=True)
