@@ -3,10 +3,11 @@
 
     python results/smollm2-swa/compare_runs.py results/smollm2-swa > results/smollm2-swa/compare_runs.md
 
-Every run read the same documents. Each is paired with the parent read in its own precision: the bf16 runs (the
-third, on a CPU with AVX512-BF16) with the third run's parent, the fp32 runs (this AVX2-only machine) with the
-headline demo's, so that a difference is the student's and not bf16 against fp32 (the two parents differ on a few
-documents).
+Every run read the same documents. Each is paired with the parent read in its own precision on its own machine: the
+bf16 runs (the third, on a CPU with AVX512-BF16) with the third run's parent, the fp32 runs on the AVX2-only EPYC
+with the headline demo's, the evaluations on the AMX Xeon (session 22: bf16 there, by `dtype: auto`) with the demo
+run there, so that a difference is the student's and not one parent reading against another (the parents differ on a
+few documents).
 """
 
 import json
@@ -17,11 +18,13 @@ from jobs.eval_report import aggregate
 
 # Each run's folders of predictions (run 8's HotpotQA was read later, by another evaluation of the same student) and
 # the folder whose `teacher` rows it is paired with. The headline folder (".") is the demo of run 9 seed 1's student.
-BF16_PARENT, FP32_PARENT = "run3", "."
+BF16_PARENT, FP32_PARENT, AMX_PARENT = "run3", ".", "demo-amx"
 RUNS = {"third (W=512, bf16)": (["run3"], BF16_PARENT), "fifth (W=1024)": (["run5"], FP32_PARENT),
         "sixth (W=1024)": (["run6"], FP32_PARENT), "seventh (W=1024)": (["run7"], FP32_PARENT),
         "run 8 (third's recipe)": (["run8-demo", "run8-demo/emr-hotpotqa"], FP32_PARENT),
-        "run 9 seed 1 (the demo)": (["."], FP32_PARENT), "run 9 seed 2": (["run9/seed2"], FP32_PARENT)}
+        "run 9 seed 1 (the demo)": (["."], FP32_PARENT), "run 9 seed 2": (["run9/seed2"], FP32_PARENT),
+        "run 9 seed 3": (["run9/seed3"], AMX_PARENT), "run 9 seed 4": (["run9/seed4"], AMX_PARENT),
+        "the demo on AMX (bf16 training)": (["demo-amx"], AMX_PARENT)}
 
 
 def predictions(folder: Path) -> list[dict]:
@@ -30,7 +33,7 @@ def predictions(folder: Path) -> list[dict]:
 
 def main(results: Path) -> None:
     parents = {folder: [r for r in predictions(results / folder) if r["mode"] == "teacher"]
-               for folder in (BF16_PARENT, FP32_PARENT)}
+               for folder in {parent for _, parent in RUNS.values()}}
     cells: dict[tuple, dict[str, str]] = {}
     for name, (folders, parent_folder) in RUNS.items():
         student = [r for folder in folders for r in predictions(results / folder) if r["mode"] == "emr"]
