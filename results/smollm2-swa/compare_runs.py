@@ -12,6 +12,7 @@ few documents).
 
 import json
 import sys
+from functools import cache
 from pathlib import Path
 
 from jobs.eval_report import aggregate
@@ -27,6 +28,7 @@ RUNS = {"third (W=512, bf16)": (["run3"], BF16_PARENT), "fifth (W=1024)": (["run
         "the demo on AMX (bf16 training)": (["demo-amx"], AMX_PARENT)}
 
 
+@cache  # a folder can be both a run and a parent (".", "demo-amx"): read it once
 def predictions(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
 
