@@ -30,6 +30,7 @@ from jobs.eval_tasks import EvalConfig
 from jobs.evaluate import evaluate
 from jobs.generate import generate
 from jobs.generate_config import GenerateConfig
+from jobs.prepare_data import prepare_data
 from jobs.publish import PublishTarget, publish_dataset, publish_model
 from jobs.train import launch, prepare_run
 from pipeline.config import Config
@@ -112,6 +113,10 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     corpus, run_folder, eval_dir = output / "corpus", RunDir(output / "run"), output / "eval"
     hub_dataset, hub_model = output / "hub" / "dataset", output / "hub" / "model"
     seconds: dict[str, float] = {}
+    # One command on a fresh machine: the data a source reads is fetched first (once; train and evaluate prepare
+    # the models they name themselves).
+    if any(source.needs_prepared_data for part in config.generate.parts for source in part.sources):
+        prepare_data()
 
     start = time.perf_counter()
     generated = generate(config.generate, corpus)

@@ -68,6 +68,8 @@ def make_counter(chunking: ChunkingConfig):
         return WordEstimate()
     from transformers import AutoTokenizer
 
+    if chunking.tokenizer in PREPARED_MODELS:  # as train and evaluate do for the same name
+        prepare_smollm2()
     return TokenizerCounter(AutoTokenizer.from_pretrained(resolve_model(chunking.tokenizer)))
 
 

