@@ -6,7 +6,7 @@ the slow tests of 5767cb9 for the first 15 of NIAH 32k's 18 minutes.
 
 The session read HotpotQA 2k inside ../chunk128/run.py (its seed2-c256 group: the same call) and the other groups
 with two scripts of these calls; the rows are appended to predictions.jsonl here. Session 22 ran this script on seed
-3's folder (`../seed_run.py`'s OUT, as SEED2_OUT and OUT both) for its NIAH 32k and HotpotQA 16k, the groups
+3's folder (`../../seed_run.py`'s OUT, as SEED2_OUT and OUT both) for its NIAH 32k and HotpotQA 16k, the groups
 seed_run.py had already read resuming as done.
 """
 import sys

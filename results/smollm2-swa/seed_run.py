@@ -1,0 +1,59 @@
+"""A results recipe at another seed, then the student's EMR reading in groups, one at a time.
+
+    python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run9/config.yaml --precision fp32 3 OUT
+    python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run10/config.yaml --evaluate-only 1 OUT
+
+generate + train on CONFIG at SEED (`DemoConfig.with_seed`; at the config's own seed, the config as it is: the
+evaluation's seed stays the config's, so the documents are the demo's), with `--precision` overriding the config's
+training precision (run 9's seeds trained in fp32, where `auto` picks bf16 on AMX); then EMR groups with the config's
+evaluation settings, alone on the machine: HotpotQA 2k, 4k, 8k, 16k, then NIAH 2k-8k. Each group is its own folder
+under OUT and resumes by itself; `--evaluate-only` reads the groups of an OUT whose `run/export` exists (a demo
+stopped after its export, or a run whose reading was cut off).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from jobs.demo import DemoConfig
+from jobs.evaluate import evaluate
+from jobs.generate import generate
+from jobs.train import launch, prepare_run
+
+EMR_GROUPS = {f"hotpotqa-{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [n]} for n in (2048, 4096, 8192, 16384)}
+EMR_GROUPS["niah-2k-8k"] = {"tasks": ["niah"], "lengths": [2048, 4096, 8192]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, type=Path, help="a demo config YAML")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="training precision (default: CONFIG's)")
+    parser.add_argument("--evaluate-only", action="store_true", help="read the EMR groups of OUT/run/export")
+    parser.add_argument("seed", type=int)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args()
+    config = DemoConfig.load(args.config)
+    if args.seed != config.generate.seed:
+        config = config.with_seed(args.seed)
+    if args.precision:
+        config.train.engine.precision = args.precision
+    out = args.out
+    if not args.evaluate_only:
+        start = time.perf_counter()
+        print(generate(config.generate, out / "corpus"), flush=True)
+        print("generate s", round(time.perf_counter() - start, 1), flush=True)
+        start = time.perf_counter()
+        code = launch(prepare_run(corpus_dir=out / "corpus", run_dir=out / "run", config=config.train), "local")
+        print("train s", round(time.perf_counter() - start, 1), flush=True)
+        if code != 0:
+            return code
+    emr = config.evaluate.model_copy(update={"modes": ["emr"], "teacher": ""})
+    for name, update in EMR_GROUPS.items():
+        start = time.perf_counter()
+        evaluate(out / "run" / "export", out / name, emr.model_copy(update=update))
+        print(name, "s", round(time.perf_counter() - start, 1), time.strftime("%H:%M:%S"), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
