@@ -25,7 +25,8 @@ RUNS = {"third (W=512, bf16)": (["run3"], BF16_PARENT), "fifth (W=1024)": (["run
         "run 8 (third's recipe)": (["run8-demo", "run8-demo/emr-hotpotqa"], FP32_PARENT),
         "run 9 seed 1 (the demo)": (["."], FP32_PARENT), "run 9 seed 2": (["run9/seed2"], FP32_PARENT),
         "run 9 seed 3": (["run9/seed3"], AMX_PARENT), "run 9 seed 4": (["run9/seed4"], AMX_PARENT),
-        "the demo on AMX (bf16 training)": (["demo-amx"], AMX_PARENT)}
+        "the demo on AMX (bf16 training)": (["demo-amx"], AMX_PARENT),
+        "run 10 seed 1 (4x run 9's steps)": (["run10"], AMX_PARENT)}
 
 
 @cache  # a folder can be both a run and a parent (".", "demo-amx"): read it once
