@@ -2,13 +2,19 @@
 
     python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run9/config.yaml --precision fp32 3 OUT
     python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run10/config.yaml --evaluate-only 1 OUT
+    python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run10/config.yaml --evaluate-only \
+        --hotpotqa-questions 100 --hotpotqa-lengths 2048 4096 1 OUT
 
 generate + train on CONFIG at SEED (`DemoConfig.with_seed`; at the config's own seed, the config as it is: the
 evaluation's seed stays the config's, so the documents are the demo's), with `--precision` overriding the config's
 training precision (run 9's seeds trained in fp32, where `auto` picks bf16 on AMX); then EMR groups with the config's
-evaluation settings, alone on the machine: HotpotQA 2k, 4k, 8k, 16k, then NIAH 2k-8k. Each group is its own folder
-under OUT and resumes by itself; `--evaluate-only` reads the groups of an OUT whose `run/export` exists (a demo
-stopped after its export, or a run whose reading was cut off).
+evaluation settings, alone on the machine: HotpotQA 2k, 4k, 8k, 16k, then NIAH 2k-8k, then NIAH 16k-32k. Each group is its own
+folder under OUT and resumes by itself; `--evaluate-only` reads the groups of an OUT whose `run/export` exists (a
+demo stopped after its export, or a run whose reading was cut off).
+
+`--hotpotqa-questions N` reads, instead, N long-HotpotQA questions a length (the config's 20 are the first 20 of
+them) with the parent's one-round row in the same group, so each group pairs student and parent by itself:
+`hotpotqa-LENGTH-qN`. 20 questions cannot show a 5-point difference from the parent; 100 come nearer.
 """
 import argparse
 import sys
@@ -22,6 +28,8 @@ from jobs.train import launch, prepare_run
 
 EMR_GROUPS = {f"hotpotqa-{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [n]} for n in (2048, 4096, 8192, 16384)}
 EMR_GROUPS["niah-2k-8k"] = {"tasks": ["niah"], "lengths": [2048, 4096, 8192]}
+EMR_GROUPS["niah-16k-32k"] = {"tasks": ["niah"], "lengths": [16384, 32768]}
+HOTPOTQA_LENGTHS = [2048, 4096, 8192, 16384]
 
 
 def main() -> int:
@@ -29,6 +37,10 @@ def main() -> int:
     parser.add_argument("--config", required=True, type=Path, help="a demo config YAML")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="training precision (default: CONFIG's)")
     parser.add_argument("--evaluate-only", action="store_true", help="read the EMR groups of OUT/run/export")
+    parser.add_argument("--hotpotqa-questions", type=int, metavar="N",
+                        help="read N long-HotpotQA questions a length, with the parent's row, instead of the groups")
+    parser.add_argument("--hotpotqa-lengths", type=int, nargs="+", default=HOTPOTQA_LENGTHS,
+                        help="lengths of --hotpotqa-questions (default: %(default)s)")
     parser.add_argument("seed", type=int)
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
@@ -47,10 +59,17 @@ def main() -> int:
         print("train s", round(time.perf_counter() - start, 1), flush=True)
         if code != 0:
             return code
-    emr = config.evaluate.model_copy(update={"modes": ["emr"], "teacher": ""})
-    for name, update in EMR_GROUPS.items():
+    if args.hotpotqa_questions:
+        reading = config.evaluate.model_copy(update={"modes": ["emr"]})
+        n = args.hotpotqa_questions
+        groups = {f"hotpotqa-{length}-q{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [length], "n_per_length": n}
+                  for length in args.hotpotqa_lengths}
+    else:
+        reading = config.evaluate.model_copy(update={"modes": ["emr"], "teacher": ""})
+        groups = EMR_GROUPS
+    for name, update in groups.items():
         start = time.perf_counter()
-        evaluate(out / "run" / "export", out / name, emr.model_copy(update=update))
+        evaluate(out / "run" / "export", out / name, reading.model_copy(update=update))
         print(name, "s", round(time.perf_counter() - start, 1), time.strftime("%H:%M:%S"), flush=True)
     return 0
 
