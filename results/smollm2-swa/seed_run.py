@@ -2,15 +2,15 @@
 
     python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run9/config.yaml --precision fp32 3 OUT
     python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run10/config.yaml --evaluate-only 1 OUT
-    python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run10/config.yaml --evaluate-only \
-        --hotpotqa-questions 100 --hotpotqa-lengths 2048 4096 1 OUT
+    python results/smollm2-swa/seed_run.py --config results/smollm2-swa/run10/config.yaml --evaluate-only 1 OUT \
+        --hotpotqa-questions 100 --hotpotqa-lengths 2048 4096
 
 generate + train on CONFIG at SEED (`DemoConfig.with_seed`; at the config's own seed, the config as it is: the
 evaluation's seed stays the config's, so the documents are the demo's), with `--precision` overriding the config's
-training precision (run 9's seeds trained in fp32, where `auto` picks bf16 on AMX); then EMR groups with the config's
-evaluation settings, alone on the machine: HotpotQA 2k, 4k, 8k, 16k, then NIAH 2k-8k, then NIAH 16k-32k. Each group is its own
-folder under OUT and resumes by itself; `--evaluate-only` reads the groups of an OUT whose `run/export` exists (a
-demo stopped after its export, or a run whose reading was cut off).
+training precision (run 9's seeds trained in fp32, where `auto` picks bf16 on AMX) and `--dtype` the readers'; then
+EMR groups with the config's evaluation settings, alone on the machine: HotpotQA 2k, 4k, 8k, 16k, then NIAH 2k-8k,
+then NIAH 16k-32k. Each group is its own folder under OUT and resumes by itself; `--evaluate-only` reads the groups
+of an OUT whose `run/export` exists (a demo stopped after its export, or a run whose reading was cut off).
 
 `--hotpotqa-questions N` reads, instead, N long-HotpotQA questions a length (the config's 20 are the first 20 of
 them) with the parent's one-round row in the same group, so each group pairs student and parent by itself:
@@ -24,6 +24,7 @@ from pathlib import Path
 from jobs.demo import DemoConfig
 from jobs.evaluate import evaluate
 from jobs.generate import generate
+from jobs.prepare_data import prepare_data
 from jobs.train import launch, prepare_run
 
 EMR_GROUPS = {f"hotpotqa-{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [n]} for n in (2048, 4096, 8192, 16384)}
@@ -36,6 +37,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="a demo config YAML")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="training precision (default: CONFIG's)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="readers' weights (default: CONFIG's)")
     parser.add_argument("--evaluate-only", action="store_true", help="read the EMR groups of OUT/run/export")
     parser.add_argument("--hotpotqa-questions", type=int, metavar="N",
                         help="read N long-HotpotQA questions a length, with the parent's row, instead of the groups")
@@ -49,7 +51,11 @@ def main() -> int:
         config = config.with_seed(args.seed)
     if args.precision:
         config.train.engine.precision = args.precision
+    if args.dtype:
+        config.evaluate.dtype = args.dtype
     out = args.out
+    if any(source.needs_prepared_data for part in config.generate.parts for source in part.sources):
+        prepare_data()  # as the demo does on a fresh machine: once, a no-op when the cache holds it
     if not args.evaluate_only:
         start = time.perf_counter()
         print(generate(config.generate, out / "corpus"), flush=True)
