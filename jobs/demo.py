@@ -115,7 +115,7 @@ def run_demo(output: Path, config: DemoConfig) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     # One command on a fresh machine: the data a source reads is fetched first (once; train and evaluate prepare
     # the models they name themselves).
-    if any(source.needs_prepared_data for part in config.generate.parts for source in part.sources):
+    if config.generate.needs_prepared_data:
         prepare_data()
 
     start = time.perf_counter()

@@ -147,6 +147,11 @@ class GenerateConfig(Config):
             raise ValueError(f"part names {names} repeat. Fix: give every part its own name")
         return self
 
+    @property
+    def needs_prepared_data(self) -> bool:
+        """Whether any source of any part reads the files `smooth-reading prepare-data` fetches."""
+        return any(source.needs_prepared_data for part in self.parts for source in part.sources)
+
     def content_hash(self) -> str:
         """Hash of what decides the records (Ray settings and optional do not): resume requires it unchanged."""
         return super().content_hash(exclude={"engine": True, "parts": {"__all__": {"optional", "engine"}}})

@@ -30,7 +30,6 @@ from jobs.train import launch, prepare_run
 EMR_GROUPS = {f"hotpotqa-{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [n]} for n in (2048, 4096, 8192, 16384)}
 EMR_GROUPS["niah-2k-8k"] = {"tasks": ["niah"], "lengths": [2048, 4096, 8192]}
 EMR_GROUPS["niah-16k-32k"] = {"tasks": ["niah"], "lengths": [16384, 32768]}
-HOTPOTQA_LENGTHS = [2048, 4096, 8192, 16384]
 
 
 def main() -> int:
@@ -41,8 +40,8 @@ def main() -> int:
     parser.add_argument("--evaluate-only", action="store_true", help="read the EMR groups of OUT/run/export")
     parser.add_argument("--hotpotqa-questions", type=int, metavar="N",
                         help="read N long-HotpotQA questions a length, with the parent's row, instead of the groups")
-    parser.add_argument("--hotpotqa-lengths", type=int, nargs="+", default=HOTPOTQA_LENGTHS,
-                        help="lengths of --hotpotqa-questions (default: %(default)s)")
+    parser.add_argument("--hotpotqa-lengths", type=int, nargs="+",
+                        help="lengths of --hotpotqa-questions (default: CONFIG's HotpotQA lengths)")
     parser.add_argument("seed", type=int)
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
@@ -54,9 +53,9 @@ def main() -> int:
     if args.dtype:
         config.evaluate.dtype = args.dtype
     out = args.out
-    if any(source.needs_prepared_data for part in config.generate.parts for source in part.sources):
-        prepare_data()  # as the demo does on a fresh machine: once, a no-op when the cache holds it
     if not args.evaluate_only:
+        if config.generate.needs_prepared_data:
+            prepare_data()  # as the demo does on a fresh machine: once, a no-op when the cache holds it
         start = time.perf_counter()
         print(generate(config.generate, out / "corpus"), flush=True)
         print("generate s", round(time.perf_counter() - start, 1), flush=True)
@@ -69,7 +68,7 @@ def main() -> int:
         reading = config.evaluate.model_copy(update={"modes": ["emr"]})
         n = args.hotpotqa_questions
         groups = {f"hotpotqa-{length}-q{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [length], "n_per_length": n}
-                  for length in args.hotpotqa_lengths}
+                  for length in args.hotpotqa_lengths or config.evaluate.hotpotqa_lengths or config.evaluate.lengths}
     else:
         reading = config.evaluate.model_copy(update={"modes": ["emr"], "teacher": ""})
         groups = EMR_GROUPS
