@@ -18,13 +18,13 @@ import json
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from tqdm import tqdm
 
 from jobs.eval_readers import load_reader, read_item, read_with_vllm, resolve_chunk_tokens, vllm_reader_engine
 from jobs.eval_report import aggregate, write_results
-from jobs.eval_tasks import EvalConfig, EvalItem, build_items
+from jobs.eval_tasks import EvalConfig, EvalItem, ReaderDtype, build_items
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.chunking import TokenizerCounter, summary_room_warning
 from pipeline.config import differences
@@ -164,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("transformers", "vllm"),
                         help="EMR reader: transformers (one document at a time) or vllm (all documents batched, "
                              f"prefix caching; sliding-window students) (default: {default.engine})")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--dtype", choices=get_args(ReaderDtype),
                         help=f"vLLM readers' weights; auto: bfloat16 where the hardware has it natively (default: {default.dtype})")
     parser.add_argument("--kv-cache-gb", type=float,
                         help=f"each vLLM reader's KV cache in GiB (default: {default.kv_cache_gb})")

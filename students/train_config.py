@@ -18,6 +18,8 @@ from pydantic import Field
 from pipeline.config import Config
 from pipeline.precision import native_bf16
 
+Precision = Literal["auto", "bf16", "fp32"]  # training precision (DeepSpeedConfig.precision)
+
 
 class StudentConfig(Config):
     kind: Literal["swa", "gla"] = "swa"  # sliding-window attention | gated linear attention
@@ -50,7 +52,7 @@ class OptimConfig(Config):
 
 class DeepSpeedConfig(Config):
     zero_stage: Literal[0, 1, 2, 3] = 1
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
+    precision: Precision = "auto"  # auto: bf16 where the hardware computes it natively, else fp32
     activation_checkpointing: bool = False
     gradient_accumulation: int = 1  # micro-batches (packed rows) per rank per optimizer step
 

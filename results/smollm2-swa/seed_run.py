@@ -20,12 +20,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 from jobs.demo import DemoConfig
+from jobs.eval_tasks import ReaderDtype
 from jobs.evaluate import evaluate
 from jobs.generate import generate
 from jobs.prepare_data import prepare_data
 from jobs.train import launch, prepare_run
+from students.train_config import Precision
 
 EMR_GROUPS = {f"hotpotqa-{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [n]} for n in (2048, 4096, 8192, 16384)}
 EMR_GROUPS["niah-2k-8k"] = {"tasks": ["niah"], "lengths": [2048, 4096, 8192]}
@@ -35,8 +38,8 @@ EMR_GROUPS["niah-16k-32k"] = {"tasks": ["niah"], "lengths": [16384, 32768]}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="a demo config YAML")
-    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="training precision (default: CONFIG's)")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="readers' weights (default: CONFIG's)")
+    parser.add_argument("--precision", choices=get_args(Precision), help="training precision (default: CONFIG's)")
+    parser.add_argument("--dtype", choices=get_args(ReaderDtype), help="readers' weights (default: CONFIG's)")
     parser.add_argument("--evaluate-only", action="store_true", help="read the EMR groups of OUT/run/export")
     parser.add_argument("--hotpotqa-questions", type=int, metavar="N",
                         help="read N long-HotpotQA questions a length, with the parent's row, instead of the groups")
