@@ -2,10 +2,10 @@
 
 Both models share one shape (hidden size, layers, heads, vocabulary); the student attends to the last `--window`
 tokens, the Llama to everything. For each sequence length both are trained side by side in this one process, through
-the same DeepSpeed engine settings the training job uses (ZeRO-1, torch AdamW, fp32 on CPU / bf16 on a GPU that has
-it): one warm-up step, then `--steps` timed optimizer steps on one batch-1 row of random tokens, the two models'
-steps interleaved so that a change in machine load hits both alike; the best step gives tokens/s. The ratio column is
-student / Llama tokens/s: above 1 the student trains faster.
+the same DeepSpeed engine settings the training job uses (ZeRO-1, torch AdamW, precision `auto`: bf16 where the
+hardware has it): one warm-up step, then `--steps` timed optimizer steps on one batch-1 row of random tokens, the
+two models' steps interleaved so that a change in machine load hits both alike; the best step gives tokens/s. The
+ratio column is student / Llama tokens/s: above 1 the student trains faster.
 
     python benchmarks/train_throughput.py                                   # CPU: 512 ... 8192 tokens, W = 256
     python benchmarks/train_throughput.py --lengths 8192 16384 32768 --window 4096 --hidden-size 1024 --layers 8
@@ -58,13 +58,13 @@ def build_models(config: BenchConfig, length: int):
     return {"swa": student, "llama": llama}
 
 
-def engine_for(model):
+def engine_for(model, precision: str = "auto"):
     import deepspeed
 
     from students.train import build_optimizer
     from students.train_config import TrainConfig, deepspeed_config
 
-    train_config = TrainConfig()
+    train_config = TrainConfig(engine={"precision": precision})
     engine, _, _, _ = deepspeed.initialize(
         model=model.train(), optimizer=build_optimizer(model, train_config.optim),
         config=deepspeed_config(train_config, world_size=1),
@@ -87,19 +87,24 @@ def timed_step(engine, ids) -> float:
     return time.perf_counter() - start
 
 
-def measure(models: dict, length: int, config: BenchConfig) -> dict[str, float]:
-    """Best step time of each model, their steps interleaved so that a change in machine load hits both alike."""
-    import torch
-
-    engines = {name: engine_for(model) for name, model in models.items()}
-    ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(length))
+def best_step_seconds(engines: dict, ids, steps: int) -> dict[str, float]:
+    """Best step time of each engine after a warm-up step, their steps interleaved so that a change in machine load
+    hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in engines}
-    for step in range(config.steps + 1):
+    for step in range(steps + 1):
         for name, engine in engines.items():
             seconds = timed_step(engine, ids.to(engine.device))
             if step > 0:  # the first step pays for allocation and kernel selection
                 times[name].append(seconds)
     return {name: min(t) for name, t in times.items()}
+
+
+def measure(models: dict, length: int, config: BenchConfig) -> dict[str, float]:
+    import torch
+
+    engines = {name: engine_for(model) for name, model in models.items()}
+    ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(length))
+    return best_step_seconds(engines, ids, config.steps)
 
 
 def run(config: BenchConfig) -> list[dict]:
