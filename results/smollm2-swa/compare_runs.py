@@ -3,11 +3,12 @@
 
     python results/smollm2-swa/compare_runs.py results/smollm2-swa > results/smollm2-swa/compare_runs.md
 
-Every run read the same documents. Each is paired with the parent read in its own precision on its own machine: the
-bf16 runs (the third, on a CPU with AVX512-BF16) with the third run's parent, the fp32 runs on the AVX2-only EPYC
-with the headline demo's, the evaluations on the AMX Xeon (session 22: bf16 there, by `dtype: auto`) with the demo
-run there, so that a difference is the student's and not one parent reading against another (the parents differ on a
-few documents).
+Every run read the same documents, 20 questions a HotpotQA length; the two `q100` columns read 100 at 2k (the
+first 20 of them those), each paired with the parent read in its own folder, on its own machine. Every other run is
+paired with the parent read in its own precision on its own machine: the bf16 runs (the third, on a CPU with
+AVX512-BF16) with the third run's parent, the fp32 runs on the AVX2-only EPYC with the headline demo's, the
+evaluations on the AMX Xeon (session 22: bf16 there, by `dtype: auto`) with the demo run there, so that a difference
+is the student's and not one parent reading against another (the parents differ on a few documents).
 """
 
 import json
@@ -26,7 +27,9 @@ RUNS = {"third (W=512, bf16)": (["run3"], BF16_PARENT), "fifth (W=1024)": (["run
         "run 9 seed 1 (the demo)": (["."], FP32_PARENT), "run 9 seed 2": (["run9/seed2"], FP32_PARENT),
         "run 9 seed 3": (["run9/seed3"], AMX_PARENT), "run 9 seed 4": (["run9/seed4"], AMX_PARENT),
         "the demo on AMX (bf16 training)": (["demo-amx"], AMX_PARENT),
-        "run 10 seed 1 (4x run 9's steps)": (["run10"], AMX_PARENT)}
+        "run 10 seed 1 (4x run 9's steps)": (["run10"], AMX_PARENT),
+        "the demo, seed 1, 100 questions (q100)": (["q100"], "q100"),
+        "the demo, seed 2, 100 questions (q100/seed2)": (["q100/seed2"], "q100/seed2")}
 
 
 @cache  # a folder can be both a run and a parent (".", "demo-amx"): read it once
