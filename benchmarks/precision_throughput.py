@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -45,21 +44,15 @@ class PrecisionBenchConfig:
     new_tokens: int = 32  # about one compact summary
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def hardware() -> dict:
+    """The device as the other benchmarks name it, and the instructions `auto` looks for."""
     import os
 
     import torch
 
     if torch.cuda.is_available():
         return {"device": torch.cuda.get_device_name(), "cuda_bf16": torch.cuda.is_bf16_supported()}
-    return {"device": f"{cpu_name()} ({os.cpu_count()} cores)", "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
+    return {"device": f"CPU ({os.cpu_count()} cores)", "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
             "amx": torch.cpu._is_amx_tile_supported()}
 
 
@@ -121,14 +114,14 @@ def measure_reading(folder: Path, vocab_size: int, config: PrecisionBenchConfig)
 
 
 def write_results(config: PrecisionBenchConfig, facts: dict, train: dict, read: dict, out_dir: Path) -> None:
-    from pipeline.precision import native_bf16
+    from pipeline.precision import resolve_dtype
 
     rows = [("train: DeepSpeed step tokens/s", train["fp32"], train["bf16"])]
     for key, label in (("prefill_tokens_per_s", "read: vLLM prefill tokens/s"),
                        ("decode_tokens_per_s", "read: vLLM decode tokens/s"),
                        ("read_tokens_per_s", "read: vLLM prompt + generated tokens/s")):
         rows.append((label, read["float32"][key], read["bfloat16"][key]))
-    auto = "bf16" if native_bf16() else "fp32"
+    auto = resolve_dtype("auto")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "precision_throughput.json").write_text(json.dumps(
         {"config": asdict(config), "hardware": facts, "auto": auto, "train": train, "read": read,
