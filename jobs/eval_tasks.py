@@ -17,6 +17,7 @@ from pipeline.metrics import score_answer
 from pipeline.sources import long_hotpotqa, niah_documents, quality_documents
 
 ReaderDtype = Literal["auto", "float32", "bfloat16"]  # a reader's weights (EvalConfig.dtype)
+ReaderEngine = Literal["transformers", "vllm"]  # what runs the readers (EvalConfig.engine)
 
 TASKS: tuple[str, ...] = ("niah", "hotpotqa", "quality")
 
@@ -48,7 +49,7 @@ class EvalConfig(Config):
     max_summary_tokens: int = 128  # per summary; a summary that runs longer is closed by the reader
     seed: int = 1  # NIAH / long-HotpotQA documents; not the generate job's default seed (0), so needles differ
     modes: list[str] = Field(default_factory=lambda: ["emr", "one-round"])
-    engine: Literal["transformers", "vllm"] = "transformers"  # readers: transformers (one document at a time) | vllm (a length's documents batched)
+    engine: ReaderEngine = "transformers"  # readers: transformers (one document at a time) | vllm (a length's documents batched)
     dtype: ReaderDtype = "float32"  # the vLLM readers' weights; auto: bfloat16 where native (pipeline.precision)
     # Each vLLM reader's KV cache: enough for every document of a length at once (a sliding-window stream keeps
     # about a window of tokens), or evicted prefixes are prefilled again on the next round.

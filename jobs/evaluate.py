@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from jobs.eval_readers import load_reader, read_item, read_with_vllm, resolve_chunk_tokens, vllm_reader_engine
 from jobs.eval_report import aggregate, write_results
-from jobs.eval_tasks import EvalConfig, EvalItem, ReaderDtype, build_items
+from jobs.eval_tasks import EvalConfig, EvalItem, ReaderDtype, ReaderEngine, build_items
 from jobs.teacher_models import PREPARED_MODELS, prepare_smollm2, resolve_model
 from pipeline.chunking import TokenizerCounter, summary_room_warning
 from pipeline.config import differences
@@ -161,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"NIAH / long-HotpotQA seed (default: {default.seed}; the demo trains on seed 0)")
     parser.add_argument("--value-digits", type=int,
                         help=f"NIAH: digits of each needle's value (default: {default.value_digits})")
-    parser.add_argument("--engine", choices=("transformers", "vllm"),
+    parser.add_argument("--engine", choices=get_args(ReaderEngine),
                         help="EMR reader: transformers (one document at a time) or vllm (all documents batched, "
                              f"prefix caching; sliding-window students) (default: {default.engine})")
     parser.add_argument("--dtype", choices=get_args(ReaderDtype),
