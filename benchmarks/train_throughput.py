@@ -128,11 +128,15 @@ def run(config: BenchConfig) -> list[dict]:
     return rows
 
 
-def write_results(config: BenchConfig, rows: list[dict], out_dir: Path) -> None:
+def device_name() -> str:
     import torch
 
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+
+
+def write_results(config: BenchConfig, rows: list[dict], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    device = device_name()
     (out_dir / "train_throughput.json").write_text(
         json.dumps({"config": asdict(config), "device": device, "rows": rows}, indent=2) + "\n"
     )
