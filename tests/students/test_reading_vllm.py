@@ -18,12 +18,12 @@ WINDOW = 32
 DATA = Path(__file__).resolve().parents[2] / "pipeline" / "data" / "hotpotqa_distractor_dev100.json"
 
 
-def documents() -> list[tuple[str, list[str]]]:
-    """Three questions with 2, 5 and 9 chunks of 8 words: streams of different lengths leave the batch at
+def documents(chunk_counts=(2, 5, 9)) -> list[tuple[str, list[str]]]:
+    """One question a count, with that many chunks of 8 words: streams of different lengths leave the batch at
     different rounds."""
     hotpot = json.loads(DATA.read_text())
     docs = []
-    for q, n_chunks in zip(hotpot[:3], (2, 5, 9)):
+    for q, n_chunks in zip(hotpot, chunk_counts):
         words = " ".join("".join(p) for p in (q["para_a"], q["para_b"])).split()
         words = (words * 4)[: 8 * n_chunks]
         docs.append((q["question"], [" ".join(words[i : i + 8]) for i in range(0, len(words), 8)]))
@@ -68,3 +68,25 @@ def test_vllm_reader_writes_the_transformers_readers_streams_with_prefix_caching
         assert got.tokens_prefilled < len(got.stream_ids) + requests * WINDOW
     assert max(len(r.stream_ids) for r in batched) > 8 * WINDOW
     assert model_actions > 0  # the model's own <READ>/<STOP> path is exercised, not only the reader's caps
+
+
+def test_vllm_reader_reads_no_more_streams_at_once_than_its_cache_keeps(student_dir, stream_tokenizer):
+    """Twelve documents on a block pool that keeps about a third of them: were all twelve to read at once, each
+    round's requests would reuse the blocks of streams waiting for theirs, and a sliding-window stream whose last
+    window is gone recomputes itself from its first token. Read a few at a time, each is still prefilled about once."""
+    from students.reading_vllm import _Stream, _chunk_ids, smooth_read_batch, streams_the_cache_holds, vllm_engine
+
+    folder, _ = student_dir
+    docs = documents((9,) * 12)
+    # A round is at most 128 tokens here, so a request needs only a few blocks and the pool may be this small.
+    llm = vllm_engine(str(folder), dtype="float32", max_model_len=4096, kv_cache_gb=20 * 32 * 512 / 2**30,
+                      max_num_batched_tokens=128)
+    streams = [_Stream(_chunk_ids(stream_tokenizer, question, chunks)) for question, chunks in docs]
+    in_flight = streams_the_cache_holds(llm, streams, max_summary_tokens=10, max_answer_tokens=6)
+    assert 1 < in_flight < len(docs) // 2
+
+    batched = smooth_read_batch(llm, stream_tokenizer, docs, max_summary_tokens=10, max_answer_tokens=6)
+    for got in batched:
+        assert got.chunks_read > 4  # long enough that its early windows leave the pool
+        requests = got.chunks_read + 1
+        assert got.tokens_prefilled < len(got.stream_ids) + requests * WINDOW
