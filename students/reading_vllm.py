@@ -28,7 +28,7 @@ from pipeline.cpu_cores import share_reserved_core
 from pipeline.kv_cache import kv_cache_bytes
 from pipeline.stream import END, READ, STOP, render_chunk, render_prefix
 from students.reading import ReadingResult, ReadingRound, _clean_answer, _parse_summary, answer_end_ids
-from students.swa import STUDENT_MAX_POSITIONS
+from students.swa import STUDENT_MAX_POSITIONS, window_of
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def smooth_read_batch(
         if not chunks:
             raise ValueError(f"document with question {question[:60]!r} has no chunks to read")
         streams.append(_Stream(_chunk_ids(tokenizer, question, chunks)))
-    in_flight = streams_the_cache_holds(llm, streams, max_summary_tokens, max_answer_tokens)
+    in_flight = streams_the_cache_holds(llm, [s.chunk_ids for s in streams], max_summary_tokens, max_answer_tokens)
     if in_flight < len(streams):
         log.info("reading %d documents %d at a time: as many streams as the KV cache keeps (raise its size for more)",
                  len(streams), in_flight)
@@ -136,30 +136,25 @@ def _token_id(tokenizer, token: str) -> int:
     return token_id
 
 
-def streams_the_cache_holds(llm, streams: list[_Stream], max_summary_tokens: int, max_answer_tokens: int) -> int:
-    """How many of `streams` can read at once on `llm` with every stream's cache kept between its rounds.
+def streams_the_cache_holds(llm, chunk_ids: list[list[list[int]]], max_summary_tokens: int,
+                            max_answer_tokens: int) -> int:
+    """How many streams, each feeding its `chunk_ids`, can read at once on `llm` with every stream's cache kept
+    between its rounds.
 
     A stream holds, while its request runs, its window's blocks (all its blocks under full attention) plus its
     longest round: a chunk with a summary at its cap, or the answer at its cap. Counted for the stream that needs
     most, and at least one stream, whose reads then recompute what the pool cannot keep.
     """
     cache = llm.llm_engine.vllm_config.cache_config
-    window = _sliding_window(llm.llm_engine.model_config.hf_text_config)
-    longest_round = max(max(len(ids) for ids in s.chunk_ids) for s in streams) + max_summary_tokens + 2
+    window = window_of(llm.llm_engine.model_config.hf_text_config)
     if window is None:
-        held = max(sum(map(len, s.chunk_ids)) + len(s.chunk_ids) * (max_summary_tokens + 2) for s in streams)
-        held += max_answer_tokens + 1
+        longest_stream = max(sum(map(len, ids)) + len(ids) * (max_summary_tokens + 2) for ids in chunk_ids)
+        held = longest_stream + max_answer_tokens + 1
     else:
+        longest_round = max(len(chunk) for ids in chunk_ids for chunk in ids) + max_summary_tokens + 2
         held = window + max(longest_round, max_answer_tokens + 1)
     blocks_per_stream = -(-held // cache.block_size) + 1  # and the block a round starts part-filled
     return max(1, cache.num_gpu_blocks // blocks_per_stream)
-
-
-def _sliding_window(config) -> int | None:
-    """The window every attention layer keeps, None where any layer attends to the whole stream."""
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None) or []
-    return None if window is None or "full_attention" in layer_types else int(window)
 
 
 def _chunk_ids(tokenizer, question: str, chunks: list[str]) -> list[list[int]]:

@@ -74,15 +74,15 @@ def test_vllm_reader_reads_no_more_streams_at_once_than_its_cache_keeps(student_
     """Twelve documents on a block pool that keeps about a third of them: were all twelve to read at once, each
     round's requests would reuse the blocks of streams waiting for theirs, and a sliding-window stream whose last
     window is gone recomputes itself from its first token. Read a few at a time, each is still prefilled about once."""
-    from students.reading_vllm import _Stream, _chunk_ids, smooth_read_batch, streams_the_cache_holds, vllm_engine
+    from students.reading_vllm import _chunk_ids, smooth_read_batch, streams_the_cache_holds, vllm_engine
 
     folder, _ = student_dir
     docs = documents((9,) * 12)
     # A round is at most 128 tokens here, so a request needs only a few blocks and the pool may be this small.
     llm = vllm_engine(str(folder), dtype="float32", max_model_len=4096, kv_cache_gb=20 * 32 * 512 / 2**30,
                       max_num_batched_tokens=128)
-    streams = [_Stream(_chunk_ids(stream_tokenizer, question, chunks)) for question, chunks in docs]
-    in_flight = streams_the_cache_holds(llm, streams, max_summary_tokens=10, max_answer_tokens=6)
+    chunk_ids = [_chunk_ids(stream_tokenizer, question, chunks) for question, chunks in docs]
+    in_flight = streams_the_cache_holds(llm, chunk_ids, max_summary_tokens=10, max_answer_tokens=6)
     assert 1 < in_flight < len(docs) // 2
 
     batched = smooth_read_batch(llm, stream_tokenizer, docs, max_summary_tokens=10, max_answer_tokens=6)
