@@ -4,7 +4,7 @@
     python results/smollm2-swa/compare_runs.py results/smollm2-swa > results/smollm2-swa/compare_runs.md
 
 Every run read the same documents, 20 questions a HotpotQA length; the two `q100` columns read 100 (the first 20
-of them those) at 2k and 4k, and seed 2 at 8k too, each paired with the parent read in its own folders, on its
+of them those) at 2k and 4k, and seed 2 at 8k and 16k too, each paired with the parent read in its own folders, on its
 own machine. Every other run is paired with the parent read in its own precision on its own machine: the bf16 runs
 (the third, on a CPU with AVX512-BF16) with the third run's parent, the fp32 runs on the AVX2-only EPYC with the
 headline demo's, the evaluations on the AMX Xeon (session 22: bf16 there, by `dtype: auto`) with the demo run
@@ -23,7 +23,7 @@ from jobs.eval_report import aggregate
 # the folders whose `teacher` rows it is paired with. The headline folder (".") is the demo of run 9 seed 1's student.
 BF16_PARENT, FP32_PARENT, AMX_PARENT = ("run3",), (".",), ("demo-amx",)
 Q100_SEED1 = ("q100", "q100/4096")  # one evaluation a length, each with its parent
-Q100_SEED2 = ("q100/seed2", "q100/seed2/4096", "q100/seed2/8192")
+Q100_SEED2 = ("q100/seed2", "q100/seed2/4096", "q100/seed2/8192", "q100/seed2/16384")
 RUNS = {"third (W=512, bf16)": (["run3"], BF16_PARENT), "fifth (W=1024)": (["run5"], FP32_PARENT),
         "sixth (W=1024)": (["run6"], FP32_PARENT), "seventh (W=1024)": (["run7"], FP32_PARENT),
         "run 8 (third's recipe)": (["run8-demo", "run8-demo/emr-hotpotqa"], FP32_PARENT),
