@@ -96,11 +96,12 @@ def smooth_read_batch(
     if in_flight < len(streams):
         log.info("reading %d documents %d at a time: as many streams as the KV cache keeps (raise its size for more)",
                  len(streams), in_flight)
-    # One token past each cap: the reader's rule lets an action (or <end>) follow a full-length summary (answer).
-    summary_params = SamplingParams(temperature=0.0, max_tokens=max_summary_tokens + 1, stop_token_ids=[read_id, stop_id],
+    summary_params = SamplingParams(temperature=0.0, max_tokens=_request_tokens(max_summary_tokens),
+                                    stop_token_ids=[read_id, stop_id],
                                     ignore_eos=True, skip_special_tokens=False, detokenize=False)
     end_ids = answer_end_ids(tokenizer)
-    answer_params = SamplingParams(temperature=0.0, max_tokens=max_answer_tokens + 1, stop_token_ids=sorted(end_ids),
+    answer_params = SamplingParams(temperature=0.0, max_tokens=_request_tokens(max_answer_tokens),
+                                   stop_token_ids=sorted(end_ids),
                                    ignore_eos=True, skip_special_tokens=False, detokenize=False)
 
     while active := [s for s in streams if not s.done][:in_flight]:
@@ -147,14 +148,21 @@ def streams_the_cache_holds(llm, chunk_ids: list[list[list[int]]], max_summary_t
     """
     cache = llm.llm_engine.vllm_config.cache_config
     window = window_of(llm.llm_engine.model_config.hf_text_config)
+    summary_round = _request_tokens(max_summary_tokens) + 1  # and the action the reader may force after it
+    answer = _request_tokens(max_answer_tokens)
     if window is None:
-        longest_stream = max(sum(map(len, ids)) + len(ids) * (max_summary_tokens + 2) for ids in chunk_ids)
-        held = longest_stream + max_answer_tokens + 1
+        held = max(sum(map(len, ids)) + len(ids) * summary_round for ids in chunk_ids) + answer
     else:
-        longest_round = max(len(chunk) for ids in chunk_ids for chunk in ids) + max_summary_tokens + 2
-        held = window + max(longest_round, max_answer_tokens + 1)
+        longest_round = max(len(chunk) for ids in chunk_ids for chunk in ids) + summary_round
+        held = window + max(longest_round, answer)
     blocks_per_stream = -(-held // cache.block_size) + 1  # and the block a round starts part-filled
     return max(1, cache.num_gpu_blocks // blocks_per_stream)
+
+
+def _request_tokens(cap: int) -> int:
+    """What a summary or answer request capped at `cap` may generate: one token past the cap, so that an action (or
+    <end>) can follow a full-length summary (answer)."""
+    return cap + 1
 
 
 def _chunk_ids(tokenizer, question: str, chunks: list[str]) -> list[list[int]]:
