@@ -15,6 +15,8 @@ of an OUT whose `run/export` exists (a demo stopped after its export, or a run w
 `--hotpotqa-questions N` reads, instead, N long-HotpotQA questions a length (the config's 20 are the first 20 of
 them) with the parent's one-round row in the same group, so each group pairs student and parent by itself:
 `hotpotqa-LENGTH-qN`. 20 questions cannot show a 5-point difference from the parent; 100 come nearer.
+`--without-parent` leaves the parent's row out: it is the same model reading the same documents at every seed (the
+evaluation's seed is the config's), so another seed's group at that length pairs with this one; it halves the time.
 """
 import argparse
 import sys
@@ -45,6 +47,8 @@ def main() -> int:
                         help="read N long-HotpotQA questions a length, with the parent's row, instead of the groups")
     parser.add_argument("--hotpotqa-lengths", type=int, nargs="+",
                         help="lengths of --hotpotqa-questions (default: CONFIG's HotpotQA lengths)")
+    parser.add_argument("--without-parent", action="store_true",
+                        help="--hotpotqa-questions without the parent's row (pair with another seed's group)")
     parser.add_argument("seed", type=int)
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
@@ -68,7 +72,7 @@ def main() -> int:
         if code != 0:
             return code
     if args.hotpotqa_questions:
-        reading = config.evaluate.model_copy(update={"modes": ["emr"]})
+        reading = config.evaluate.model_copy(update={"modes": ["emr"]} | ({"teacher": ""} if args.without_parent else {}))
         n = args.hotpotqa_questions
         groups = {f"hotpotqa-{length}-q{n}": {"tasks": ["hotpotqa"], "hotpotqa_lengths": [length], "n_per_length": n}
                   for length in args.hotpotqa_lengths or config.evaluate.hotpotqa_lengths or config.evaluate.lengths}
