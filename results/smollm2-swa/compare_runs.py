@@ -6,9 +6,9 @@
 Every run read the same documents, 20 questions a HotpotQA length; the two `q100` columns read 100 (the first 20
 of them those) at 2k, 4k, 8k and 16k, each paired with the parent read on the same machine (seed 1's 8k and 16k with
 seed 2's parent groups, see Q100_SEED1). Every other run is paired with the parent read in its own precision on its
-own machine: the bf16 runs (the third, on a CPU with AVX512-BF16) with the third run's parent, the fp32 runs on the AVX2-only EPYC with the
-headline demo's, the evaluations on the AMX Xeon (session 22: bf16 there, by `dtype: auto`) with the demo run
-there, so that a difference is the student's and not one parent reading against another (the parents differ on a
+own machine: the bf16 runs (the third, on a CPU with AVX512-BF16) with the third run's parent, the fp32 runs on the
+AVX2-only EPYC with the headline demo's, the evaluations on the AMX Xeon (session 22: bf16 there, by `dtype: auto`)
+with the demo run there, so that a difference is the student's and not one parent reading against another (the parents differ on a
 few documents).
 """
 

@@ -3,8 +3,8 @@ predictions:
 
     python results/smollm2-swa/stop_analysis.py results/smollm2-swa > results/smollm2-swa/stop_analysis.md
 
-Each document is rebuilt as the evaluation built it (`pipeline.sources.long_hotpotqa` at the demo config's
-evaluation seed) and cut into the same chunks (its chunk size) with the prepared parent's tokenizer (the students'
+Each document is rebuilt as the evaluation built it (`jobs.eval_tasks.build_items` on the demo config's evaluation
+settings) and cut into the same chunks (its chunk size) with the prepared parent's tokenizer (the students'
 adds only the stream markers, which plain text never holds; the chunk counts are checked against the reads'), so
 the chunks that end each gold paragraph's supporting sentences are known. A read falls in one of four cases: it
 stopped before the first (it saw no evidence), between the two (one gold paragraph), after both, or it read to the
@@ -12,34 +12,32 @@ end. For each case: how many reads, the student's F1 and the parent's one-round 
 """
 
 import bisect
-import json
 import statistics
 import sys
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from compare_runs import Q100_SEED1, Q100_SEED1_PARENT, Q100_SEED2, predictions
 from jobs.demo import DemoConfig
+from jobs.eval_tasks import EvalConfig, build_items
 from jobs.teacher_models import resolve_model
 from pipeline.chunking import TokenizerCounter, chunk_document
-from pipeline.sources import long_hotpotqa
 
 CONFIG = Path("jobs/configs/smollm2_swa.yaml")
-# Each 100-question read: (its folder under results/smollm2-swa, the folder of the parent's rows it pairs with), as
-# compare_runs.py pairs them.
-READS = {"seed 1": [("q100", "q100"), ("q100/4096", "q100/4096"), ("q100/8192", "q100/seed2/8192"),
-                    ("q100/16384", "q100/seed2/16384")],
-         "seed 2": [(f, f) for f in ("q100/seed2", "q100/seed2/4096", "q100/seed2/8192", "q100/seed2/16384")]}
+# Each 100-question read: (its folder under results/smollm2-swa, the folder of the parent's rows it pairs with).
+READS = {"seed 1": list(zip(Q100_SEED1, Q100_SEED1_PARENT)), "seed 2": list(zip(Q100_SEED2, Q100_SEED2))}
 CASES = ("no evidence", "one gold paragraph", "both", "read to the end")
 
 
-def evidence_chunks(length: int, n: int, seed: int, chunk_tokens: int, counter) -> dict[str, tuple[int, list[int]]]:
+def evidence_chunks(config: EvalConfig, length: int, n: int, counter) -> dict[str, tuple[int, list[int]]]:
     """Each document's id to (its number of chunks, the indices of the chunks ending each gold paragraph's
     supporting sentences, in order)."""
     out = {}
-    for doc in long_hotpotqa(length, n, seed, counter):
-        ends = chunk_document(doc.context, chunk_tokens, counter)
-        out[doc.id] = len(ends), sorted(bisect.bisect_right(ends, e.end - 1) for e in doc.evidence)
+    for item in build_items(config.model_copy(update={"tasks": ["hotpotqa"], "hotpotqa_lengths": [length],
+                                                      "n_per_length": n}), counter):
+        ends = chunk_document(item.doc.context, config.chunk_tokens, counter)
+        out[item.doc.id] = len(ends), sorted(bisect.bisect_right(ends, e.end - 1) for e in item.doc.evidence)
     return out
 
 
@@ -50,10 +48,6 @@ def case(read: dict, evidence: list[int]) -> str:
     return CASES[min(seen, 2)]
 
 
-def predictions(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-
-
 def f1(scores: list[float]) -> str:
     return f"{100 * statistics.mean(scores):.1f}" if scores else "-"
 
@@ -61,6 +55,7 @@ def f1(scores: list[float]) -> str:
 def main(results: Path) -> None:
     config = DemoConfig.load(CONFIG).evaluate
     counter = TokenizerCounter(AutoTokenizer.from_pretrained(resolve_model("smollm2")))
+    documents: dict[tuple[int, int], dict] = {}  # both seeds read the same documents a length: built once
     print("| run | length | share of chunks read | " + " | ".join(
         f"{name}: reads, student F1, parent F1" for name in CASES) + " |")
     print("|---|---:|---:|" + "---|" * len(CASES))
@@ -69,7 +64,10 @@ def main(results: Path) -> None:
             emr = [r for r in predictions(results / folder) if r["mode"] == "emr"]
             parent = {r["document_id"]: r["score"] for r in predictions(results / parent_folder)
                       if r["mode"] == "teacher"}
-            chunks = evidence_chunks(emr[0]["length"], len(emr), config.seed, config.chunk_tokens, counter)
+            key = emr[0]["length"], len(emr)
+            if key not in documents:
+                documents[key] = evidence_chunks(config, *key, counter)
+            chunks = documents[key]
             if any(chunks[r["document_id"]][0] != r["chunks"] for r in emr):
                 raise SystemExit(f"{folder}: the rebuilt documents are not the ones read (their chunk counts differ)")
             by_case = {name: [r for r in emr if case(r, chunks[r["document_id"]][1]) == name] for name in CASES}
